@@ -1,0 +1,17 @@
+//! Data layer of SAFE-PIT-CM (DESIGN section 3): simulation folders (`field.npy` +
+//! `meta.json`), dataset manifests and splits, image sequences, validation, atomic writes.
+//!
+//! Every loader returns a [`DataError`] that names the file and the problem; nothing here
+//! panics on user input.
+
+pub mod atomic;
+pub mod dataset;
+pub mod discover;
+pub mod images;
+pub mod meta;
+pub mod npy;
+pub mod video;
+
+pub use discover::{Source, discover};
+pub use meta::{Meta, MetaOverrides};
+pub use video::{DataError, ErrorKind, Video};
