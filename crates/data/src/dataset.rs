@@ -210,14 +210,16 @@ impl Manifest {
 }
 
 /// What one diffusion draw produced (before it is written).
-struct Draw {
-    alpha_abs: f64,
-    n_grains: usize,
-    frames: Vec<f32>,
-    schedule: safe_physics::simulate::Schedule,
+pub struct Draw {
+    pub alpha_abs: f64,
+    pub n_grains: usize,
+    /// `[T, nx, ny]` as stored.
+    pub frames: Vec<f32>,
+    pub schedule: safe_physics::simulate::Schedule,
 }
 
-fn draw(s: &GenerateSettings, i: usize) -> Result<Draw, String> {
+/// Draw and integrate diffusion simulation `i` (no I/O): the generator's compute.
+pub fn draw(s: &GenerateSettings, i: usize) -> Result<Draw, String> {
     let grid = Grid::new(s.nx, s.ny, s.dx, s.dy).map_err(|e| e.to_string())?;
     // One independent stream per simulation: results do not depend on thread scheduling.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed);

@@ -1,1 +1,6 @@
+//! Evaluation of SAFE-PIT-CM: metrics, result files, the direct fit of loaded videos, and
+//! (later) the paper-reproduction report.
 
+pub mod fitting;
+pub mod metrics;
+pub mod results;

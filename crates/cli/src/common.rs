@@ -1,0 +1,142 @@
+//! Pieces shared by the commands: input flags, the per-video loop, result output.
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use safe_data::{MetaOverrides, Source, Video, discover};
+use safe_eval::results::{ErrorRecord, RunOutput, SimResult};
+use safe_physics::Process;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Inputs and the physical numbers that may be missing from them.
+#[derive(clap::Args, Clone, Debug)]
+pub struct InputArgs {
+    /// Simulation folders (field.npy + meta.json), folders of them, image-frame folders or
+    /// multi-page TIFFs.
+    #[arg(required = true, value_name = "DATA")]
+    pub data: Vec<PathBuf>,
+    /// Grid spacing along axis 1 (image rows), if meta.json lacks it.
+    #[arg(long)]
+    pub dx: Option<f64>,
+    /// Grid spacing along axis 2 (image columns), if meta.json lacks it.
+    #[arg(long)]
+    pub dy: Option<f64>,
+    /// Time between saved frames, if meta.json lacks it.
+    #[arg(long)]
+    pub dt_save: Option<f64>,
+    /// diffusion or mobility, if meta.json lacks it.
+    #[arg(long, value_parser = parse_process)]
+    pub process: Option<Process>,
+}
+
+pub fn parse_process(s: &str) -> Result<Process, String> {
+    Process::parse(s).ok_or_else(|| format!("'{s}' is not a process: use diffusion or mobility"))
+}
+
+impl InputArgs {
+    pub fn overrides(&self) -> MetaOverrides {
+        MetaOverrides {
+            dx: self.dx,
+            dy: self.dy,
+            dt_save: self.dt_save,
+            process: self.process,
+        }
+    }
+}
+
+/// Where results go.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OutputArgs {
+    /// Write the results as JSON to this file (atomically).
+    #[arg(long, value_name = "FILE.json")]
+    pub out: Option<PathBuf>,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+impl OutputArgs {
+    /// Fail before any work if the output exists and may not be replaced.
+    pub fn check(&self) -> Result<()> {
+        if let Some(p) = &self.out {
+            if p.exists() && !self.overwrite {
+                bail!(
+                    "{} already exists (pass --overwrite to replace it)",
+                    p.display()
+                );
+            }
+            if p.is_dir() {
+                bail!("{} is a folder; --out takes a file name", p.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn progress_bar(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
+/// Load every input and run `f` on each video. Inputs that fail to load or to estimate
+/// become error records; the rest of the run goes on.
+pub fn run_over_inputs(
+    inputs: &InputArgs,
+    what: &str,
+    parallel: bool,
+    f: &(dyn Fn(&Video, &ProgressBar) -> std::result::Result<SimResult, String> + Sync),
+) -> (Vec<SimResult>, Vec<ErrorRecord>) {
+    let ov = inputs.overrides();
+    let found = discover(&inputs.data);
+    let pb = progress_bar(found.len(), what);
+    let one = |s: &std::result::Result<Source, safe_data::DataError>| -> std::result::Result<SimResult, ErrorRecord> {
+        let rec = |p: &Path, e: String| ErrorRecord { path: p.display().to_string(), error: e };
+        let src = s.as_ref().map_err(|e| rec(&e.path, e.kind.to_string()))?;
+        let video = Video::load(src, &ov).map_err(|e| rec(&e.path, e.kind.to_string()))?;
+        for w in &video.warnings {
+            pb.suspend(|| eprintln!("warning: {w}"));
+        }
+        let r = f(&video, &pb).map_err(|e| rec(src.path(), e));
+        pb.inc(1);
+        r
+    };
+    let all: Vec<std::result::Result<SimResult, ErrorRecord>> = if parallel {
+        use rayon::prelude::*;
+        found.par_iter().map(one).collect()
+    } else {
+        found.iter().map(one).collect()
+    };
+    pb.finish_and_clear();
+    let mut sims = Vec::new();
+    let mut errors = Vec::new();
+    for r in all {
+        match r {
+            Ok(s) => sims.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+    (sims, errors)
+}
+
+/// Print the table, write the JSON, and pick the exit code (1 if any input failed).
+pub fn finish(out: &RunOutput, args: &OutputArgs) -> Result<ExitCode> {
+    print!("{}", out.table());
+    for e in &out.errors {
+        eprintln!("error: {}: {}", e.path, e.error);
+    }
+    if let Some(p) = &args.out {
+        safe_data::atomic::write_json_atomic(p, out, args.overwrite)
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("results written to {}", p.display());
+    }
+    Ok(if out.errors.is_empty() && !out.sims.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

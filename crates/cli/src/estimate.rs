@@ -1,0 +1,40 @@
+//! The estimation commands: `fit` (and, in later modules, `zero-shot` and `infer`).
+
+use crate::common::{InputArgs, OutputArgs, finish, run_over_inputs};
+use anyhow::Result;
+use safe_eval::fitting::{FitSettings, SubStepChoice, fit_video};
+use safe_eval::results::RunOutput;
+use std::process::ExitCode;
+
+#[derive(clap::Args, Debug)]
+pub struct FitArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Sub-steps per frame interval: a count, 'inf' (exact exponential, for data from a
+    /// continuous-time integrator) or 'auto' (the data's save_interval, else inf).
+    #[arg(long, default_value = "50")]
+    n_sub: SubStepChoice,
+    /// Use every K-th frame.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    frame_step: u64,
+    /// Restrict the search for |alpha| to LO,HI (default: von Neumann numbers 1e-5..1e4).
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    alpha_range: Option<Vec<f64>>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+pub fn run_fit(a: FitArgs) -> Result<ExitCode> {
+    a.output.check()?;
+    let s = FitSettings {
+        n_sub: a.n_sub,
+        frame_step: a.frame_step as usize,
+        alpha_range: a.alpha_range.as_ref().map(|v| (v[0], v[1])),
+    };
+    let (sims, errors) = run_over_inputs(&a.input, "fit", true, &|v, _| fit_video(v, &s));
+    let settings = serde_json::json!({
+        "mode": "fit", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,
+        "alpha_range": a.alpha_range,
+    });
+    finish(&RunOutput::new(sims, errors, settings), &a.output)
+}

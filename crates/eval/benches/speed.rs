@@ -1,0 +1,114 @@
+//! Speed benchmarks (`cargo bench -p safe-eval --bench speed`): medians over repeated runs,
+//! each beside the reference it is compared with.
+//!
+//! Pass a filter word to run a subset, e.g. `cargo bench -p safe-eval --bench speed -- fit`.
+
+use rayon::prelude::*;
+use safe_data::dataset::{GenerateSettings, draw};
+use safe_eval::fitting::{FitSettings, fit_video, loss_curve};
+use safe_physics::SubSteps;
+use safe_physics::fit::{FitOptions, fit_alpha, safe_loss_naive};
+use std::time::Instant;
+
+fn median_secs(runs: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[runs / 2]
+}
+
+fn report(name: &str, secs: f64, runs: usize) {
+    println!("{name:<52} median {:>10.3} ms  ({runs} runs)", secs * 1e3);
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let on = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    println!("threads: {}", rayon::current_num_threads());
+    let s = GenerateSettings::default();
+
+    if on("generate") {
+        let secs = median_secs(5, || {
+            let v: Vec<_> = (0..50)
+                .into_par_iter()
+                .map(|i| draw(&s, i).unwrap().alpha_abs)
+                .collect();
+            assert_eq!(v.len(), 50);
+        });
+        report("generate: 50 diffusion sims 128x128x5000 steps", secs, 5);
+        let mut st = s.clone();
+        st.solver = "stencil-euler".into();
+        let secs = median_secs(1, || {
+            let v: Vec<_> = (0..50)
+                .into_par_iter()
+                .map(|i| draw(&st, i).unwrap().alpha_abs)
+                .collect();
+            assert_eq!(v.len(), 50);
+        });
+        report("  reference: same with the literal stencil solver", secs, 1);
+    }
+
+    if on("fit") {
+        let d = draw(&s, 0).unwrap();
+        let dir = std::env::temp_dir().join(format!("safe-bench-{}", std::process::id()));
+        let sim = dir.join("sim_000");
+        std::fs::create_dir_all(&sim).unwrap();
+        std::fs::write(
+            sim.join("field.npy"),
+            safe_data::npy::encode_f32(&[101, 128, 128], &d.frames),
+        )
+        .unwrap();
+        std::fs::write(
+            sim.join("meta.json"),
+            format!(r#"{{"dx":0.5,"dy":0.5,"dt":0.005,"save_interval":50,"process":"diffusion","alpha":{}}}"#, -d.alpha_abs),
+        )
+        .unwrap();
+        let ov = safe_data::MetaOverrides::default();
+        let video = safe_data::Video::load_sim_dir(&sim, &ov).unwrap();
+        let fs = FitSettings::default();
+        let secs = median_secs(21, || {
+            let (curve, _) = loss_curve(&video, 1);
+            let r = fit_alpha(&curve, &FitOptions::default()).unwrap();
+            assert!((r.alpha_abs - d.alpha_abs).abs() < 1e-6);
+        });
+        report("fit: one 101x128x128 video in memory (N_sub=50)", secs, 21);
+        let secs = median_secs(21, || {
+            let v = safe_data::Video::load_sim_dir(&sim, &ov).unwrap();
+            let r = fit_video(&v, &fs).unwrap();
+            assert!((r.alpha_hat + d.alpha_abs).abs() < 1e-6);
+        });
+        report("fit: one video, load field.npy + meta.json + fit", secs, 21);
+        let (curve, _) = loss_curve(&video, 1);
+        let secs = median_secs(101, || {
+            std::hint::black_box(curve.eval(0.3, SubSteps::Finite(50)));
+        });
+        report(
+            "  one SAFE loss + derivatives evaluation (spectral)",
+            secs,
+            101,
+        );
+        let frames: Vec<Vec<f64>> = video
+            .canonical_frames(1)
+            .iter()
+            .map(|f| f.iter().map(|&x| x as f64).collect())
+            .collect();
+        let secs = median_secs(1, || {
+            std::hint::black_box(safe_loss_naive(&frames, &video.grid, 0.3, 0.25, 50));
+        });
+        report(
+            "  reference: one SAFE loss evaluation, literal stencil",
+            secs,
+            1,
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
