@@ -126,6 +126,11 @@ pub fn run_over_inputs(
 /// Print the table, write the JSON, and pick the exit code (1 if any input failed).
 pub fn finish(out: &RunOutput, args: &OutputArgs) -> Result<ExitCode> {
     print!("{}", out.table());
+    for r in &out.sims {
+        if let Some(w) = r.extra.get("axis_warning").and_then(|v| v.as_str()) {
+            eprintln!("warning: {}: {w}", r.path);
+        }
+    }
     for e in &out.errors {
         eprintln!("error: {}: {}", e.path, e.error);
     }

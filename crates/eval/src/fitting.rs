@@ -68,19 +68,28 @@ impl Default for FitSettings {
 
 /// The SAFE loss curve of a video's raw frames (encoder = identity), in the stable direction.
 pub fn loss_curve(video: &Video, frame_step: usize) -> (SafeLossCurve, usize) {
+    let (c, _, n) = loss_curves(video, frame_step);
+    (c, n)
+}
+
+/// The curve, and when `dx != dy` also the curve with the spacings swapped (axis check).
+fn loss_curves(video: &Video, frame_step: usize) -> (SafeLossCurve, Option<SafeLossCurve>, usize) {
     let frames = video.canonical_frames(frame_step);
     let spectra = VideoSpectra::compute(&frames, &video.grid);
-    (
-        SafeLossCurve::new(&spectra, video.dt_between(frame_step)),
-        frames.len(),
-    )
+    let dt = video.dt_between(frame_step);
+    let g = video.grid;
+    let swapped = (g.dx != g.dy).then(|| SafeLossCurve::with_spacing(&spectra, g.dy, g.dx, dt));
+    (SafeLossCurve::new(&spectra, dt), swapped, frames.len())
 }
+
+/// How much better the swapped-spacing fit must be before we warn about the axis convention.
+const AXIS_WARNING_RATIO: f64 = 100.0;
 
 /// Fit one video; `Err` is a user-facing sentence (the caller adds the path).
 pub fn fit_video(video: &Video, s: &FitSettings) -> Result<SimResult, String> {
     let t0 = std::time::Instant::now();
     let n_sub = s.n_sub.resolve(video, s.frame_step);
-    let (curve, used) = loss_curve(video, s.frame_step);
+    let (curve, swapped, used) = loss_curves(video, s.frame_step);
     if used < 2 {
         return Err(format!(
             "only {used} frame(s) remain with --frame-step {} ({} frames); the SAFE loss needs 2",
@@ -94,6 +103,22 @@ pub fn fit_video(video: &Video, s: &FitSettings) -> Result<SimResult, String> {
     };
     let r = fit_alpha(&curve, &opts).map_err(|e| e.to_string())?;
     let mut extra = BTreeMap::new();
+    // dx belongs to axis 1 of [T, Nx, Ny]. If the data fit far better with the spacings
+    // swapped, the file was probably written [T, Ny, Nx]: say so, do not guess.
+    if let Some(sw) = swapped {
+        if let Ok(alt) = fit_alpha(&sw, &opts) {
+            if alt.safe_loss * AXIS_WARNING_RATIO < r.safe_loss {
+                extra.insert(
+                    "axis_warning".into(),
+                    serde_json::json!(format!(
+                        "the SAFE loss is {:.0}x lower with dx and dy swapped (|alpha| would be {:.6}); field.npy must be [T, Nx, Ny] with dx along axis 1",
+                        r.safe_loss / alt.safe_loss.max(f64::MIN_POSITIVE),
+                        alt.alpha_abs
+                    )),
+                );
+            }
+        }
+    }
     extra.insert("n_sub".into(), serde_json::json!(n_sub.to_string()));
     extra.insert("frame_step".into(), serde_json::json!(s.frame_step));
     extra.insert("frames_used".into(), serde_json::json!(used));

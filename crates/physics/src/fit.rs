@@ -125,6 +125,13 @@ impl SafeLossCurve {
     }
 
     pub fn new(v: &VideoSpectra, dt_save: f64) -> SafeLossCurve {
+        Self::with_spacing(v, v.grid.dx, v.grid.dy, dt_save)
+    }
+
+    /// The curve of the same spectra under other grid spacings (the sums do not depend on
+    /// them; only the eigenvalue of each group does). Used to check the axis convention.
+    pub fn with_spacing(v: &VideoSpectra, dx: f64, dy: f64, dt_save: f64) -> SafeLossCurve {
+        let grid = Grid { dx, dy, ..v.grid };
         let (nx, nxh, nyh) = (v.grid.nx, v.grid.nx / 2 + 1, v.fft.nyh());
         let sl = v.fft.spec_len();
         let pairs = v.n_frames.saturating_sub(1);
@@ -144,7 +151,7 @@ impl SafeLossCurve {
         });
         // Fold kx and nx-kx (equal eigenvalue) and apply Parseval weights + normalisation.
         let norm = 1.0 / (pairs.max(1) as f64 * (v.grid.len() as f64).powi(2));
-        let (mx, my) = (v.grid.mu_x(), v.grid.mu_y());
+        let (mx, my) = (grid.mu_x(), grid.mu_y());
         let ng = nxh * nyh;
         let (mut a, mut e, mut d) = (vec![0.0; ng], vec![0.0; ng], vec![0.0; ng]);
         let mut mu = vec![0.0; ng];
