@@ -4,6 +4,8 @@ use crate::common::{InputArgs, OutputArgs, finish, run_over_inputs};
 use anyhow::Result;
 use safe_eval::fitting::{FitSettings, SubStepChoice, fit_video};
 use safe_eval::results::RunOutput;
+use safe_eval::zeroshot::{ZeroShotSettings, zero_shot_video};
+use safe_model::zero_shot::ZeroShotConfig;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -35,6 +37,53 @@ pub fn run_fit(a: FitArgs) -> Result<ExitCode> {
     let settings = serde_json::json!({
         "mode": "fit", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,
         "alpha_range": a.alpha_range,
+    });
+    finish(&RunOutput::new(sims, errors, settings), &a.output)
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ZeroShotArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Adam steps on the estimator.
+    #[arg(long, default_value_t = 200)]
+    steps: usize,
+    /// Sub-steps per frame interval: a count, 'inf' or 'auto' (see `fit --help`).
+    #[arg(long, default_value = "50")]
+    n_sub: SubStepChoice,
+    /// Adam learning rate of the estimator.
+    #[arg(long, default_value_t = 5e-3)]
+    lr: f64,
+    /// Seed of the fresh model's initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use every K-th frame.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    frame_step: u64,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
+    a.output.check()?;
+    let s = ZeroShotSettings {
+        config: ZeroShotConfig {
+            steps: a.steps,
+            lr: a.lr,
+            seed: a.seed,
+            ..Default::default()
+        },
+        n_sub: a.n_sub,
+        frame_step: a.frame_step as usize,
+    };
+    let (sims, errors) = run_over_inputs(&a.input, "zero-shot", false, &|v, pb| {
+        let mut cb = |_: &safe_model::zero_shot::StepRecord| {};
+        let _ = pb;
+        zero_shot_video(v, &s, &mut cb).map(|(r, _)| r)
+    });
+    let settings = serde_json::json!({
+        "mode": "zero-shot", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,
+        "steps": a.steps, "lr": a.lr, "seed": a.seed,
     });
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }

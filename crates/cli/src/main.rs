@@ -28,6 +28,8 @@ enum Command {
     Generate(generate::Args),
     /// Direct SAFE fit: minimise the SAFE loss over |alpha| for each video.
     Fit(estimate::FitArgs),
+    /// Zero-shot: a fresh model per video, Adam on the estimator for --steps steps (paper 2.7).
+    ZeroShot(estimate::ZeroShotArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Stability(a) => stability::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Fit(a) => estimate::run_fit(a),
+        Command::ZeroShot(a) => estimate::run_zero_shot(a),
     };
     match result {
         Ok(code) => code,

@@ -108,7 +108,10 @@ impl GenerateSettings {
         if !(self.dt > 0.0 && self.dt.is_finite()) {
             return Err("dt must be > 0".into());
         }
-        if self.save_interval == 0 || self.n_steps == 0 || self.n_steps % self.save_interval != 0 {
+        if self.save_interval == 0
+            || self.n_steps == 0
+            || !self.n_steps.is_multiple_of(self.save_interval)
+        {
             return Err(format!(
                 "n_steps ({}) must be a positive multiple of save_interval ({})",
                 self.n_steps, self.save_interval
@@ -320,6 +323,10 @@ fn write_sim(
     commit_dir(&tmp, &dest, overwrite)
 }
 
+/// Entries of one diffusion draw and its mobility twin, whether both were reused, and
+/// whether `dt` had to be reduced.
+type PairOutcome = (ManifestEntry, Option<ManifestEntry>, bool, bool);
+
 /// What [`generate`] did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GenerateReport {
@@ -338,20 +345,21 @@ pub fn generate(
     progress: &(dyn Fn() + Sync),
 ) -> Result<(Manifest, GenerateReport), String> {
     s.validate()?;
-    if let Ok(m) = Manifest::load(out) {
-        if m.settings != *s && !overwrite {
-            return Err(format!(
-                "{} holds a dataset generated with other settings (pass --overwrite to replace it, or choose another --out)",
-                out.display()
-            ));
-        }
+    if let Ok(m) = Manifest::load(out)
+        && m.settings != *s
+        && !overwrite
+    {
+        return Err(format!(
+            "{} holds a dataset generated with other settings (pass --overwrite to replace it, or choose another --out)",
+            out.display()
+        ));
     }
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     clean_stale_temps(out);
     let n = s.n_diffusion;
     let shape = [s.n_steps / s.save_interval + 1, s.nx, s.ny];
     let field_bytes = encoded_len_f32(&shape);
-    let results: Vec<Result<(ManifestEntry, Option<ManifestEntry>, bool, bool), String>> = (0..n)
+    let results: Vec<Result<PairOutcome, String>> = (0..n)
         .into_par_iter()
         .map(|i| {
             let d = draw(s, i)?;

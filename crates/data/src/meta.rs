@@ -119,19 +119,20 @@ impl Meta {
             (a, b) => a.or(b),
         };
         let alpha = num(&v, "alpha")?;
-        if let Some(a) = alpha {
-            if !a.is_finite() {
-                return Err(format!("'alpha' must be finite, found {a}"));
-            }
+        if let Some(a) = alpha
+            && !a.is_finite()
+        {
+            return Err(format!("'alpha' must be finite, found {a}"));
         }
         let missing = |what: &str| format!("missing '{what}' (give it in meta.json or as a flag)");
         let process = process.ok_or_else(|| missing("process"))?;
-        if let Some(a) = alpha {
-            if a != 0.0 && a.signum() != process.sign() {
-                return Err(format!(
-                    "contradictory metadata: alpha = {a} but process is {process} (diffusion has alpha < 0, mobility alpha > 0)"
-                ));
-            }
+        if let Some(a) = alpha
+            && a != 0.0
+            && a.signum() != process.sign()
+        {
+            return Err(format!(
+                "contradictory metadata: alpha = {a} but process is {process} (diffusion has alpha < 0, mobility alpha > 0)"
+            ));
         }
         Ok(Meta {
             dx: dx.ok_or_else(|| missing("dx"))?,

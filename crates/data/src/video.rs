@@ -98,13 +98,13 @@ impl Video {
             ("ny", meta.ny, ny),
             ("n_frames", meta.n_frames, t),
         ] {
-            if let Some(w) = want {
-                if w != got {
-                    return Err(meta_err(format!(
-                        "contradictory metadata: '{key}' = {w} but {} has {got} (shape {shape:?}, layout [T, Nx, Ny])",
-                        file.display()
-                    )));
-                }
+            if let Some(w) = want
+                && w != got
+            {
+                return Err(meta_err(format!(
+                    "contradictory metadata: '{key}' = {w} but {} has {got} (shape {shape:?}, layout [T, Nx, Ny])",
+                    file.display()
+                )));
             }
         }
         let frame_len = nx * ny;

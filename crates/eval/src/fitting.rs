@@ -105,19 +105,18 @@ pub fn fit_video(video: &Video, s: &FitSettings) -> Result<SimResult, String> {
     let mut extra = BTreeMap::new();
     // dx belongs to axis 1 of [T, Nx, Ny]. If the data fit far better with the spacings
     // swapped, the file was probably written [T, Ny, Nx]: say so, do not guess.
-    if let Some(sw) = swapped {
-        if let Ok(alt) = fit_alpha(&sw, &opts) {
-            if alt.safe_loss * AXIS_WARNING_RATIO < r.safe_loss {
-                extra.insert(
-                    "axis_warning".into(),
-                    serde_json::json!(format!(
-                        "the SAFE loss is {:.0}x lower with dx and dy swapped (|alpha| would be {:.6}); field.npy must be [T, Nx, Ny] with dx along axis 1",
-                        r.safe_loss / alt.safe_loss.max(f64::MIN_POSITIVE),
-                        alt.alpha_abs
-                    )),
-                );
-            }
-        }
+    if let Some(sw) = swapped
+        && let Ok(alt) = fit_alpha(&sw, &opts)
+        && alt.safe_loss * AXIS_WARNING_RATIO < r.safe_loss
+    {
+        extra.insert(
+            "axis_warning".into(),
+            serde_json::json!(format!(
+                "the SAFE loss is {:.0}x lower with dx and dy swapped (|alpha| would be {:.6}); field.npy must be [T, Nx, Ny] with dx along axis 1",
+                r.safe_loss / alt.safe_loss.max(f64::MIN_POSITIVE),
+                alt.alpha_abs
+            )),
+        );
     }
     extra.insert("n_sub".into(), serde_json::json!(n_sub.to_string()));
     extra.insert("frame_step".into(), serde_json::json!(s.frame_step));

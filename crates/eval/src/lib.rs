@@ -4,3 +4,4 @@
 pub mod fitting;
 pub mod metrics;
 pub mod results;
+pub mod zeroshot;

@@ -56,7 +56,7 @@ impl Fft2 {
 
     /// Multiplicity of stored row `ky` in the full spectrum (1 for the self-conjugate rows).
     pub fn weight(&self, ky: usize) -> f64 {
-        if ky == 0 || (self.ny % 2 == 0 && ky == self.ny / 2) {
+        if ky == 0 || (self.ny.is_multiple_of(2) && ky == self.ny / 2) {
             1.0
         } else {
             2.0

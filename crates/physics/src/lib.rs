@@ -14,6 +14,7 @@
 //! - [`initial`] and [`simulate`]: the Appendix-A generator.
 //! - [`fit`]: the direct SAFE fit, the SAFE loss as a function of `|alpha|` alone.
 
+pub mod batch;
 pub mod fft2;
 pub mod fit;
 pub mod grid;

@@ -70,7 +70,10 @@ impl SimParams {
     /// Appendix A.2: check `dt*|alpha|*lambda_max < 2` and divide `dt` by the smallest
     /// integer that satisfies it, keeping the saved frame times unchanged.
     pub fn stable_schedule(&self) -> Result<Schedule, SimError> {
-        if self.save_interval == 0 || self.n_steps == 0 || self.n_steps % self.save_interval != 0 {
+        if self.save_interval == 0
+            || self.n_steps == 0
+            || !self.n_steps.is_multiple_of(self.save_interval)
+        {
             return Err(SimError::BadSchedule {
                 n_steps: self.n_steps,
                 save_interval: self.save_interval,

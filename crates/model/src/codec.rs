@@ -1,0 +1,123 @@
+//! Encoder and decoder (paper section 2.3): `F = V + g(V)` and `V_hat = F + h(F)`.
+//!
+//! `g` is three 3x3 convolution blocks (1 -> c -> c -> c) with batch normalisation, ReLU,
+//! circular padding (periodic boundaries) and skip connections where the channel counts
+//! match, then a 1x1 projection to one channel whose weights and bias start at zero, so the
+//! map is exactly the identity at initialisation. The decoder is the same module.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// Pad dims 2 and 3 of `[N, C, H, W]` periodically by `p` (burn has no circular padding).
+pub fn circular_pad(x: Tensor<4>, p: usize) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let x = Tensor::cat(
+        vec![
+            x.clone().slice_dim(2, h - p..h),
+            x.clone(),
+            x.slice_dim(2, 0..p),
+        ],
+        2,
+    );
+    Tensor::cat(
+        vec![
+            x.clone().slice_dim(3, w - p..w),
+            x.clone(),
+            x.slice_dim(3, 0..p),
+        ],
+        3,
+    )
+}
+
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    conv: Conv2d,
+    norm: BatchNorm,
+    skip: bool,
+}
+
+impl ConvBlock {
+    fn new(c_in: usize, c_out: usize, dev: &Device) -> ConvBlock {
+        ConvBlock {
+            conv: Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_padding(PaddingConfig2d::Valid)
+                .init(dev),
+            norm: BatchNormConfig::new(c_out).init(dev),
+            skip: c_in == c_out,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let y = relu(
+            self.norm
+                .forward(self.conv.forward(circular_pad(x.clone(), 1))),
+        );
+        if self.skip { x + y } else { y }
+    }
+}
+
+/// `X + proj(blocks(X))`: the encoder (`X = V`) and the decoder (`X = F`).
+#[derive(Module, Debug)]
+pub struct ResidualField {
+    blocks: Vec<ConvBlock>,
+    proj: Conv2d,
+}
+
+impl ResidualField {
+    pub fn new(channels: usize, n_blocks: usize, dev: &Device) -> ResidualField {
+        let blocks = (0..n_blocks)
+            .map(|i| ConvBlock::new(if i == 0 { 1 } else { channels }, channels, dev))
+            .collect();
+        let proj = Conv2dConfig::new([channels, 1], [1, 1])
+            .with_initializer(Initializer::Zeros)
+            .init(dev);
+        ResidualField { blocks, proj }
+    }
+
+    /// `[N, 1, H, W] -> [N, 1, H, W]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut h = x.clone();
+        for b in &self.blocks {
+            h = b.forward(h);
+        }
+        x + self.proj.forward(h)
+    }
+
+    /// True while the projection is exactly zero, i.e. the module is exactly the identity.
+    pub fn is_identity(&self) -> bool {
+        let w: Vec<f32> = self
+            .proj
+            .weight
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .unwrap_or_default();
+        let b: Vec<f32> = self
+            .proj
+            .bias
+            .as_ref()
+            .map(|b| {
+                b.val()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec()
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        w.iter().chain(&b).all(|&x| x == 0.0)
+    }
+
+    /// Forward pass for a frozen module: skips the convolutions when the projection is zero
+    /// (the output is then exactly the input; nothing is approximated).
+    pub fn forward_frozen(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.is_identity() {
+            x
+        } else {
+            self.forward(x)
+        }
+    }
+}

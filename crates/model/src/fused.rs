@@ -1,0 +1,912 @@
+//! The estimator's forward and backward pass fused into plain Rust loops: the fast path of
+//! every optimisation that trains only the estimator on a fixed latent (zero-shot, training
+//! phase 1, test-time training phase 1).
+//!
+//! Why: on 4x4 maps and 101 tokens burn's per-op cost dominates (~5.5 ms per step on two
+//! cores, most of it in convolutions over tiny maps); this pass does the same arithmetic in
+//! well under a millisecond. The [`Estimator`] module stays the definition and owns the
+//! parameters (saving, Adam, training); its burn forward with burn's autodiff is the
+//! reference, and tests bind values and gradients of the two.
+//!
+//! The pass takes the pooled frames as a constant: no gradient flows back to the latent.
+
+use crate::estimator::Estimator;
+use burn::module::Param;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// Run a method compiled for AVX2+FMA when the CPU has them (checked once, stored in
+/// `avx2`), else the portable build of the same code.
+macro_rules! simd {
+    ($avx2:expr, $self:ident . $m:ident ( $($arg:expr),* )) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if $avx2 {
+                // SAFETY: `avx2` is only true when the CPU reports AVX2 and FMA.
+                unsafe { $self.avx2_call(|| $self.$m($($arg),*)) }
+            } else {
+                $self.$m($($arg),*)
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = $avx2;
+            $self.$m($($arg),*)
+        }
+    }};
+}
+
+fn host<const D: usize>(p: &Param<Tensor<D>>) -> Vec<f32> {
+    p.val()
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec()
+        .unwrap_or_default()
+}
+
+fn host_opt(p: &Option<Param<Tensor<1>>>, n: usize) -> Vec<f32> {
+    p.as_ref().map(host).unwrap_or_else(|| vec![0.0; n])
+}
+
+fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Host copy of the estimator's parameters, in loop-friendly layouts.
+pub struct HostEstimator {
+    p: usize,
+    c1: usize,
+    d: usize,
+    heads: usize,
+    hidden: usize,
+    /// `[k][c1]`, `k = kh*3 + kw`.
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    /// `[k][c1][d]`.
+    w2: Vec<f32>,
+    /// `[k][d][c1]` (the backward's matrix-vector products run along `c1`).
+    w2t: Vec<f32>,
+    b2: Vec<f32>,
+    /// Linear weights `[in][out]` as burn stores them.
+    wq: Vec<f32>,
+    bq: Vec<f32>,
+    wk: Vec<f32>,
+    bk: Vec<f32>,
+    wv: Vec<f32>,
+    bv: Vec<f32>,
+    wo: Vec<f32>,
+    bo: Vec<f32>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    eps: f32,
+    w3: Vec<f32>,
+    b3: Vec<f32>,
+    w4: Vec<f32>,
+    b4: f32,
+    /// Neighbour of output position `q` under kernel offset `k`, or `usize::MAX` (padding).
+    nb: Vec<usize>,
+    avx2: bool,
+}
+
+/// Gradients in the layouts of the burn parameters.
+#[derive(Clone, Debug, Default)]
+pub struct HostGrads {
+    pub w1: Vec<f32>,
+    pub b1: Vec<f32>,
+    pub w2: Vec<f32>,
+    pub b2: Vec<f32>,
+    pub wq: Vec<f32>,
+    pub bq: Vec<f32>,
+    pub wk: Vec<f32>,
+    pub bk: Vec<f32>,
+    pub wv: Vec<f32>,
+    pub bv: Vec<f32>,
+    pub wo: Vec<f32>,
+    pub bo: Vec<f32>,
+    pub gamma: Vec<f32>,
+    pub beta: Vec<f32>,
+    pub w3: Vec<f32>,
+    pub b3: Vec<f32>,
+    pub w4: Vec<f32>,
+    pub b4: Vec<f32>,
+}
+
+/// Intermediate values the backward pass needs.
+pub struct Cache {
+    t: usize,
+    pooled: Vec<f32>,
+    a1: Vec<f32>,
+    a2: Vec<f32>,
+    z: Vec<f32>,
+    /// Per-head `[h][t][dk]` projections.
+    qh: Vec<f32>,
+    /// Per-head transposed `[h][dk][t]` keys and values.
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+    attn: Vec<f32>,
+    ctx: Vec<f32>,
+    rhat: Vec<f32>,
+    inv_std: Vec<f32>,
+    m: Vec<f32>,
+    u: Vec<f32>,
+    o: f32,
+}
+
+/// `y += a * x` (vectorises).
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// Dot product with eight independent accumulators, so it vectorises despite float
+/// non-associativity.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y[r][c] = b[c] + sum_i x[r][i] w[i][c]` for `x: [rows][n_in]`, `w: [n_in][n_out]`.
+fn affine(x: &[f32], w: &[f32], b: &[f32], n_in: usize, n_out: usize) -> Vec<f32> {
+    let rows = x.len() / n_in;
+    let mut y = Vec::with_capacity(rows * n_out);
+    for r in 0..rows {
+        y.extend_from_slice(b);
+        let yr = &mut y[r * n_out..(r + 1) * n_out];
+        for (i, &xi) in x[r * n_in..(r + 1) * n_in].iter().enumerate() {
+            if xi != 0.0 {
+                axpy(yr, xi, &w[i * n_out..(i + 1) * n_out]);
+            }
+        }
+    }
+    y
+}
+
+/// Backward of [`affine`]: accumulates `dw`, `db` and returns `dx`.
+fn affine_back(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    n_in: usize,
+    n_out: usize,
+    dw: &mut [f32],
+    db: &mut [f32],
+) -> Vec<f32> {
+    let rows = x.len() / n_in;
+    let mut dx = vec![0f32; rows * n_in];
+    for r in 0..rows {
+        let dyr = &dy[r * n_out..(r + 1) * n_out];
+        for (d, &g) in db.iter_mut().zip(dyr) {
+            *d += g;
+        }
+        for i in 0..n_in {
+            let xi = x[r * n_in + i];
+            axpy(&mut dw[i * n_out..(i + 1) * n_out], xi, dyr);
+            dx[r * n_in + i] = dot(&w[i * n_out..(i + 1) * n_out], dyr);
+        }
+    }
+    dx
+}
+
+impl HostEstimator {
+    pub fn from_module(e: &Estimator) -> HostEstimator {
+        let p = e.pool_size();
+        let pp = p * p;
+        let w1b = host(&e.conv1.weight); // [c1, 1, 3, 3]
+        let w2b = host(&e.conv2.weight); // [d, c1, 3, 3]
+        let c1 = w1b.len() / 9;
+        let d = w2b.len() / (9 * c1);
+        let mut w1 = vec![0f32; 9 * c1];
+        for c in 0..c1 {
+            for k in 0..9 {
+                w1[k * c1 + c] = w1b[c * 9 + k];
+            }
+        }
+        let mut w2 = vec![0f32; 9 * c1 * d];
+        for co in 0..d {
+            for ci in 0..c1 {
+                for k in 0..9 {
+                    w2[(k * c1 + ci) * d + co] = w2b[(co * c1 + ci) * 9 + k];
+                }
+            }
+        }
+        let mut w2t = vec![0f32; 9 * c1 * d];
+        for k in 0..9 {
+            for ci in 0..c1 {
+                for co in 0..d {
+                    w2t[(k * d + co) * c1 + ci] = w2[(k * c1 + ci) * d + co];
+                }
+            }
+        }
+        let mut nb = vec![usize::MAX; 9 * pp];
+        for q in 0..pp {
+            let (r, c) = ((q / p) as isize, (q % p) as isize);
+            for k in 0..9 {
+                let (ri, ci) = (r + (k / 3) as isize - 1, c + (k % 3) as isize - 1);
+                if ri >= 0 && ci >= 0 && (ri as usize) < p && (ci as usize) < p {
+                    nb[q * 9 + k] = ri as usize * p + ci as usize;
+                }
+            }
+        }
+        let attn = &e.attn;
+        let hidden = host(&e.head1.weight).len() / d;
+        HostEstimator {
+            p,
+            c1,
+            d,
+            heads: attn.n_heads,
+            hidden,
+            w1,
+            b1: host_opt(&e.conv1.bias, c1),
+            w2,
+            w2t,
+            b2: host_opt(&e.conv2.bias, d),
+            wq: host(&attn.query.weight),
+            bq: host_opt(&attn.query.bias, d),
+            wk: host(&attn.key.weight),
+            bk: host_opt(&attn.key.bias, d),
+            wv: host(&attn.value.weight),
+            bv: host_opt(&attn.value.bias, d),
+            wo: host(&attn.output.weight),
+            bo: host_opt(&attn.output.bias, d),
+            gamma: host(&e.norm.gamma),
+            beta: host_opt(&e.norm.beta, d),
+            eps: e.norm_epsilon() as f32,
+            w3: host(&e.head1.weight),
+            b3: host_opt(&e.head1.bias, hidden),
+            w4: host(&e.head2.weight),
+            b4: host_opt(&e.head2.bias, 1)[0],
+            nb,
+            avx2: has_avx2_fma(),
+        }
+    }
+
+    /// Call `f` in a context compiled with AVX2 and FMA enabled; `f` is inlined into it.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn avx2_call<R>(&self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    /// Frame tokens of one frame: conv (1 -> c1) + ReLU, conv (c1 -> d) + ReLU, mean over
+    /// positions. Writes the pre-activations `a1: [pp][c1]`, `a2: [pp][d]` and `z: [d]`.
+    #[inline(always)]
+    fn tokens_fwd_frame(&self, x: &[f32], a1: &mut [f32], a2: &mut [f32], z: &mut [f32]) {
+        let (pp, c1, d) = (self.p * self.p, self.c1, self.d);
+        for q in 0..pp {
+            let out = &mut a1[q * c1..(q + 1) * c1];
+            out.copy_from_slice(&self.b1);
+            for k in 0..9 {
+                let src = self.nb[q * 9 + k];
+                if src != usize::MAX {
+                    axpy(out, x[src], &self.w1[k * c1..(k + 1) * c1]);
+                }
+            }
+        }
+        for q in 0..pp {
+            let out = &mut a2[q * d..(q + 1) * d];
+            out.copy_from_slice(&self.b2);
+            for k in 0..9 {
+                let src = self.nb[q * 9 + k];
+                if src == usize::MAX {
+                    continue;
+                }
+                for ci in 0..c1 {
+                    let h = a1[src * c1 + ci];
+                    if h > 0.0 {
+                        let off = (k * c1 + ci) * d;
+                        axpy(out, h, &self.w2[off..off + d]);
+                    }
+                }
+            }
+        }
+        z.fill(0.0);
+        let inv = 1.0 / pp as f32;
+        for q in 0..pp {
+            for (zc, &a) in z.iter_mut().zip(&a2[q * d..(q + 1) * d]) {
+                *zc += a.max(0.0) * inv;
+            }
+        }
+    }
+
+    /// Backward of [`Self::tokens_fwd_frame`] given `dz: [d]`, accumulating into `acc`.
+    #[inline(always)]
+    fn tokens_bwd_frame(
+        &self,
+        x: &[f32],
+        a1: &[f32],
+        a2: &[f32],
+        dz: &[f32],
+        acc: &mut TokenGrads,
+    ) {
+        let (pp, c1, d) = (self.p * self.p, self.c1, self.d);
+        let inv = 1.0 / pp as f32;
+        let mut dh1 = vec![0f32; pp * c1];
+        let mut da2 = vec![0f32; d];
+        for q in 0..pp {
+            for ((g, &a), &dzc) in da2.iter_mut().zip(&a2[q * d..(q + 1) * d]).zip(dz) {
+                *g = if a > 0.0 { dzc * inv } else { 0.0 };
+            }
+            for (b, &g) in acc.b2.iter_mut().zip(&da2) {
+                *b += g;
+            }
+            for k in 0..9 {
+                let src = self.nb[q * 9 + k];
+                if src == usize::MAX {
+                    continue;
+                }
+                for ci in 0..c1 {
+                    let h = a1[src * c1 + ci];
+                    if h > 0.0 {
+                        let off = (k * c1 + ci) * d;
+                        axpy(&mut acc.w2[off..off + d], h, &da2);
+                    }
+                }
+                // dh1[src] += W2[k] da2, as axpys along c1 (no horizontal sums).
+                let dh = &mut dh1[src * c1..(src + 1) * c1];
+                for (co, &g) in da2.iter().enumerate() {
+                    if g != 0.0 {
+                        axpy(dh, g, &self.w2t[(k * d + co) * c1..(k * d + co + 1) * c1]);
+                    }
+                }
+            }
+        }
+        for q in 0..pp {
+            for ci in 0..c1 {
+                if a1[q * c1 + ci] <= 0.0 {
+                    continue;
+                }
+                let g = dh1[q * c1 + ci];
+                acc.b1[ci] += g;
+                for k in 0..9 {
+                    let src = self.nb[q * 9 + k];
+                    if src != usize::MAX {
+                        acc.w1[k * c1 + ci] += x[src] * g;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attention head, forward: `qh: [t][dk]`, `kt, vt: [dk][t]` (transposed so every
+    /// inner loop runs along time) to weights `attn: [t][t]` and context `ctx: [t][dk]`.
+    #[inline(always)]
+    fn head_fwd(
+        &self,
+        t: usize,
+        qh: &[f32],
+        kt: &[f32],
+        vt: &[f32],
+        attn: &mut [f32],
+        ctx: &mut [f32],
+    ) {
+        let dk = self.d / self.heads;
+        let scale = 1.0 / (dk as f32).sqrt();
+        for i in 0..t {
+            let row = &mut attn[i * t..(i + 1) * t];
+            row.fill(0.0);
+            for x in 0..dk {
+                axpy(row, qh[i * dk + x] * scale, &kt[x * t..(x + 1) * t]);
+            }
+            let mx = row.iter().fold(f32::NEG_INFINITY, |m, &r| m.max(r));
+            for r in row.iter_mut() {
+                *r = exp_f32(*r - mx);
+            }
+            let inv = 1.0 / row.iter().sum::<f32>();
+            for r in row.iter_mut() {
+                *r *= inv;
+            }
+            for x in 0..dk {
+                ctx[i * dk + x] = dot(row, &vt[x * t..(x + 1) * t]);
+            }
+        }
+    }
+
+    /// One attention head, backward: from `dctx: [t][dk]` to `dq: [t][dk]` and the
+    /// transposed `dkt, dvt: [dk][t]`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn head_bwd(
+        &self,
+        t: usize,
+        qh: &[f32],
+        kt: &[f32],
+        vt: &[f32],
+        attn: &[f32],
+        dctx: &[f32],
+        dq: &mut [f32],
+        dkt: &mut [f32],
+        dvt: &mut [f32],
+    ) {
+        let dk = self.d / self.heads;
+        let scale = 1.0 / (dk as f32).sqrt();
+        let mut da = vec![0f32; t];
+        for i in 0..t {
+            let a = &attn[i * t..(i + 1) * t];
+            let dci = &dctx[i * dk..(i + 1) * dk];
+            da.fill(0.0);
+            for x in 0..dk {
+                axpy(&mut da, dci[x], &vt[x * t..(x + 1) * t]);
+                axpy(&mut dvt[x * t..(x + 1) * t], dci[x], a);
+            }
+            let s = dot(&da, a);
+            // ds = A (dA - s) * scale, reusing `da`.
+            for (g, &aj) in da.iter_mut().zip(a) {
+                *g = aj * (*g - s) * scale;
+            }
+            for x in 0..dk {
+                dq[i * dk + x] = dot(&da, &kt[x * t..(x + 1) * t]);
+                axpy(&mut dkt[x * t..(x + 1) * t], qh[i * dk + x], &da);
+            }
+        }
+    }
+
+    /// `|alpha|` of one video from its pooled frames `[t, p*p]`.
+    pub fn forward(&self, pooled: &[f32], t: usize) -> (f32, Cache) {
+        let (pp, c1, d) = (self.p * self.p, self.c1, self.d);
+        assert_eq!(pooled.len(), t * pp, "pooled frames must be [t, p*p]");
+        let mut a1 = vec![0f32; t * pp * c1];
+        let mut a2 = vec![0f32; t * pp * d];
+        let mut z = vec![0f32; t * d];
+        a1.par_chunks_mut(pp * c1)
+            .zip(a2.par_chunks_mut(pp * d))
+            .zip(z.par_chunks_mut(d))
+            .zip(pooled.par_chunks(pp))
+            .for_each(|(((a1, a2), z), x)| simd!(self.avx2, self.tokens_fwd_frame(x, a1, a2, z)));
+        // Multi-head self-attention, heads in parallel on `[t][dk]` slices.
+        let q = affine(&z, &self.wq, &self.bq, d, d);
+        let k = affine(&z, &self.wk, &self.bk, d, d);
+        let v = affine(&z, &self.wv, &self.bv, d, d);
+        let (h, dk) = (self.heads, d / self.heads);
+        let qh = split_heads(&q, t, h, dk);
+        let (kt, vt) = (split_heads_t(&k, t, h, dk), split_heads_t(&v, t, h, dk));
+        let mut attn = vec![0f32; h * t * t];
+        let mut ctxh = vec![0f32; h * t * dk];
+        attn.par_chunks_mut(t * t)
+            .zip(ctxh.par_chunks_mut(t * dk))
+            .enumerate()
+            .for_each(|(hh, (at, cx))| {
+                let r = hh * t * dk..(hh + 1) * t * dk;
+                simd!(
+                    self.avx2,
+                    self.head_fwd(t, &qh[r.clone()], &kt[r.clone()], &vt[r], at, cx)
+                )
+            });
+        let ctx = merge_heads(&ctxh, t, h, dk);
+        let o = affine(&ctx, &self.wo, &self.bo, d, d);
+        // Residual + layer norm, then the mean over time.
+        let mut rhat = vec![0f32; t * d];
+        let mut inv_std = vec![0f32; t];
+        let mut m = vec![0f32; d];
+        for i in 0..t {
+            let r: Vec<f32> = (0..d).map(|c| z[i * d + c] + o[i * d + c]).collect();
+            let mean = r.iter().sum::<f32>() / d as f32;
+            let var = r.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / d as f32;
+            let is = 1.0 / (var + self.eps).sqrt();
+            inv_std[i] = is;
+            for c in 0..d {
+                let rh = (r[c] - mean) * is;
+                rhat[i * d + c] = rh;
+                m[c] += (rh * self.gamma[c] + self.beta[c]) / t as f32;
+            }
+        }
+        // Head: Linear, ReLU, Linear, Softplus (threshold 20, as burn).
+        let u = affine(&m, &self.w3, &self.b3, d, self.hidden);
+        let out = self.b4
+            + u.iter()
+                .zip(&self.w4)
+                .map(|(x, w)| x.max(0.0) * w)
+                .sum::<f32>();
+        let a = if out > 20.0 { out } else { out.exp().ln_1p() };
+        let cache = Cache {
+            t,
+            pooled: pooled.to_vec(),
+            a1,
+            a2,
+            z,
+            qh,
+            kt,
+            vt,
+            attn,
+            ctx,
+            rhat,
+            inv_std,
+            m,
+            u,
+            o: out,
+        };
+        (a, cache)
+    }
+
+    /// Gradients of `da * |alpha|` w.r.t. every parameter, in burn layouts.
+    pub fn backward(&self, c: &Cache, da: f32) -> HostGrads {
+        let (t, pp, c1, d, hid) = (c.t, self.p * self.p, self.c1, self.d, self.hidden);
+        let mut g = HostGrads {
+            w3: vec![0.0; d * hid],
+            b3: vec![0.0; hid],
+            wq: vec![0.0; d * d],
+            bq: vec![0.0; d],
+            wk: vec![0.0; d * d],
+            bk: vec![0.0; d],
+            wv: vec![0.0; d * d],
+            bv: vec![0.0; d],
+            wo: vec![0.0; d * d],
+            bo: vec![0.0; d],
+            gamma: vec![0.0; d],
+            beta: vec![0.0; d],
+            ..Default::default()
+        };
+        // Softplus and the head.
+        let dout = if c.o > 20.0 {
+            da
+        } else {
+            da / (1.0 + (-c.o).exp())
+        };
+        g.b4 = vec![dout];
+        g.w4 = c.u.iter().map(|x| x.max(0.0) * dout).collect();
+        let du: Vec<f32> =
+            c.u.iter()
+                .zip(&self.w4)
+                .map(|(u, w)| if *u > 0.0 { w * dout } else { 0.0 })
+                .collect();
+        let dm = affine_back(&c.m, &self.w3, &du, d, hid, &mut g.w3, &mut g.b3);
+        // Mean over time and layer norm.
+        let mut dr = vec![0f32; t * d];
+        let mut drh = vec![0f32; d];
+        for i in 0..t {
+            let rh = &c.rhat[i * d..(i + 1) * d];
+            for cc in 0..d {
+                let dy = dm[cc] / t as f32;
+                g.gamma[cc] += dy * rh[cc];
+                g.beta[cc] += dy;
+                drh[cc] = dy * self.gamma[cc];
+            }
+            let mean_drh = drh.iter().sum::<f32>() / d as f32;
+            let mean_drh_rh = dot(&drh, rh) / d as f32;
+            for cc in 0..d {
+                dr[i * d + cc] = c.inv_std[i] * (drh[cc] - mean_drh - rh[cc] * mean_drh_rh);
+            }
+        }
+        // Attention: output projection, then every head in parallel.
+        let dctx = affine_back(&c.ctx, &self.wo, &dr, d, d, &mut g.wo, &mut g.bo);
+        let (h, dk) = (self.heads, d / self.heads);
+        let dctxh = split_heads(&dctx, t, h, dk);
+        let mut dqh = vec![0f32; h * t * dk];
+        let mut dkh = vec![0f32; h * t * dk];
+        let mut dvh = vec![0f32; h * t * dk];
+        dqh.par_chunks_mut(t * dk)
+            .zip(dkh.par_chunks_mut(t * dk))
+            .zip(dvh.par_chunks_mut(t * dk))
+            .enumerate()
+            .for_each(|(hh, ((dq, dkk), dv))| {
+                let r = hh * t * dk..(hh + 1) * t * dk;
+                let at = &c.attn[hh * t * t..(hh + 1) * t * t];
+                simd!(
+                    self.avx2,
+                    self.head_bwd(
+                        t,
+                        &c.qh[r.clone()],
+                        &c.kt[r.clone()],
+                        &c.vt[r.clone()],
+                        at,
+                        &dctxh[r],
+                        dq,
+                        dkk,
+                        dv
+                    )
+                )
+            });
+        let mut dz = dr;
+        for (w, gw, gb, dy) in [
+            (&self.wq, &mut g.wq, &mut g.bq, merge_heads(&dqh, t, h, dk)),
+            (
+                &self.wk,
+                &mut g.wk,
+                &mut g.bk,
+                merge_heads_t(&dkh, t, h, dk),
+            ),
+            (
+                &self.wv,
+                &mut g.wv,
+                &mut g.bv,
+                merge_heads_t(&dvh, t, h, dk),
+            ),
+        ] {
+            let back = affine_back(&c.z, w, &dy, d, d, gw, gb);
+            for (a, b) in dz.iter_mut().zip(&back) {
+                *a += b;
+            }
+        }
+        // Frame tokens, per frame in parallel with per-thread accumulators.
+        // Fixed blocks of frames, summed in order: the result does not depend on scheduling.
+        const BLOCK: usize = 8;
+        let blocks: Vec<TokenGrads> =
+            c.a1.par_chunks(BLOCK * pp * c1)
+                .zip(c.a2.par_chunks(BLOCK * pp * d))
+                .zip(dz.par_chunks(BLOCK * d))
+                .zip(c.pooled.par_chunks(BLOCK * pp))
+                .map(|(((a1, a2), dzb), xb)| {
+                    let mut acc = TokenGrads::zeros(c1, d);
+                    for f in 0..dzb.len() / d {
+                        simd!(
+                            self.avx2,
+                            self.tokens_bwd_frame(
+                                &xb[f * pp..(f + 1) * pp],
+                                &a1[f * pp * c1..(f + 1) * pp * c1],
+                                &a2[f * pp * d..(f + 1) * pp * d],
+                                &dzb[f * d..(f + 1) * d],
+                                &mut acc
+                            )
+                        );
+                    }
+                    acc
+                })
+                .collect();
+        let tg = blocks
+            .into_iter()
+            .fold(TokenGrads::zeros(c1, d), TokenGrads::add);
+        // Back to burn's conv layouts: [c1, 1, 3, 3] and [d, c1, 3, 3].
+        g.w1 = vec![0f32; 9 * c1];
+        for cc in 0..c1 {
+            for k in 0..9 {
+                g.w1[cc * 9 + k] = tg.w1[k * c1 + cc];
+            }
+        }
+        g.b1 = tg.b1;
+        g.w2 = vec![0f32; 9 * c1 * d];
+        for co in 0..d {
+            for ci in 0..c1 {
+                for k in 0..9 {
+                    g.w2[(co * c1 + ci) * 9 + k] = tg.w2[(k * c1 + ci) * d + co];
+                }
+            }
+        }
+        g.b2 = tg.b2;
+        g
+    }
+}
+
+/// Gradient accumulators of the frame-token convolutions (loop layouts).
+struct TokenGrads {
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+}
+
+impl TokenGrads {
+    fn zeros(c1: usize, d: usize) -> TokenGrads {
+        TokenGrads {
+            w1: vec![0.0; 9 * c1],
+            b1: vec![0.0; c1],
+            w2: vec![0.0; 9 * c1 * d],
+            b2: vec![0.0; d],
+        }
+    }
+
+    fn add(mut self, o: TokenGrads) -> TokenGrads {
+        for (a, b) in [
+            (&mut self.w1, &o.w1),
+            (&mut self.b1, &o.b1),
+            (&mut self.w2, &o.w2),
+            (&mut self.b2, &o.b2),
+        ] {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        self
+    }
+}
+
+/// `[t][h*dk]` to `[h][t][dk]`.
+fn split_heads(x: &[f32], t: usize, h: usize, dk: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for i in 0..t {
+        for hh in 0..h {
+            out[(hh * t + i) * dk..(hh * t + i + 1) * dk]
+                .copy_from_slice(&x[i * h * dk + hh * dk..i * h * dk + (hh + 1) * dk]);
+        }
+    }
+    out
+}
+
+/// `[t][h*dk]` to `[h][dk][t]`.
+fn split_heads_t(x: &[f32], t: usize, h: usize, dk: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for i in 0..t {
+        for hh in 0..h {
+            for j in 0..dk {
+                out[(hh * dk + j) * t + i] = x[i * h * dk + hh * dk + j];
+            }
+        }
+    }
+    out
+}
+
+/// `[h][dk][t]` to `[t][h*dk]`.
+fn merge_heads_t(x: &[f32], t: usize, h: usize, dk: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for hh in 0..h {
+        for j in 0..dk {
+            for i in 0..t {
+                out[i * h * dk + hh * dk + j] = x[(hh * dk + j) * t + i];
+            }
+        }
+    }
+    out
+}
+
+/// `exp(x)` for `x <= 0` (softmax after subtracting the row maximum), branch-free so a
+/// loop over it vectorises: `2^n * p(r)` with `x = n ln2 + r`, `|r| <= ln2/2`, and a
+/// degree-6 polynomial (relative error ~1e-7, like libm's `expf`).
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E).round();
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67
+                    + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+}
+
+/// `[h][t][dk]` to `[t][h*dk]`.
+fn merge_heads(x: &[f32], t: usize, h: usize, dk: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for hh in 0..h {
+        for i in 0..t {
+            out[i * h * dk + hh * dk..i * h * dk + (hh + 1) * dk]
+                .copy_from_slice(&x[(hh * t + i) * dk..(hh * t + i + 1) * dk]);
+        }
+    }
+    out
+}
+
+fn put<const D: usize>(gp: &mut GradientsParams, p: &Param<Tensor<D>>, v: Vec<f32>, dev: &Device) {
+    let shape = p.shape();
+    gp.register::<D>(p.id, Tensor::from_data(TensorData::new(v, shape), dev));
+}
+
+fn put_opt(gp: &mut GradientsParams, p: &Option<Param<Tensor<1>>>, v: Vec<f32>, dev: &Device) {
+    if let Some(p) = p {
+        put(gp, p, v, dev);
+    }
+}
+
+impl HostGrads {
+    /// Register every gradient under its parameter's id, ready for an optimiser step.
+    pub fn into_params(self, e: &Estimator, dev: &Device) -> GradientsParams {
+        let mut gp = GradientsParams::new();
+        let a = &e.attn;
+        put(&mut gp, &e.conv1.weight, self.w1, dev);
+        put_opt(&mut gp, &e.conv1.bias, self.b1, dev);
+        put(&mut gp, &e.conv2.weight, self.w2, dev);
+        put_opt(&mut gp, &e.conv2.bias, self.b2, dev);
+        put(&mut gp, &a.query.weight, self.wq, dev);
+        put_opt(&mut gp, &a.query.bias, self.bq, dev);
+        put(&mut gp, &a.key.weight, self.wk, dev);
+        put_opt(&mut gp, &a.key.bias, self.bk, dev);
+        put(&mut gp, &a.value.weight, self.wv, dev);
+        put_opt(&mut gp, &a.value.bias, self.bv, dev);
+        put(&mut gp, &a.output.weight, self.wo, dev);
+        put_opt(&mut gp, &a.output.bias, self.bo, dev);
+        put(&mut gp, &e.norm.gamma, self.gamma, dev);
+        put_opt(&mut gp, &e.norm.beta, self.beta, dev);
+        put(&mut gp, &e.head1.weight, self.w3, dev);
+        put_opt(&mut gp, &e.head1.bias, self.b3, dev);
+        put(&mut gp, &e.head2.weight, self.w4, dev);
+        put_opt(&mut gp, &e.head2.bias, self.b4, dev);
+        gp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn fast_exp_matches_libm() {
+        let mut worst = 0f32;
+        for i in 0..20000 {
+            let x = -(i as f32) * 0.004;
+            let (a, b) = (exp_f32(x), x.exp());
+            worst = worst.max(((a - b) / b.max(f32::MIN_POSITIVE)).abs());
+        }
+        assert!(worst < 5e-7, "relative error {worst}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert!(exp_f32(-200.0) < 1e-37);
+    }
+
+    /// Values and gradients of the fused pass against burn's forward and autodiff.
+    #[test]
+    fn fused_pass_matches_burn_forward_and_autodiff() {
+        let dev = Device::flex().autodiff();
+        dev.seed(11);
+        let e = Estimator::new(32, 4, 32, 4, &dev);
+        let t = 13;
+        let pooled = Tensor::<4>::random([t, 1, 4, 4], Distribution::Normal(0.0, 1.0), &dev);
+        let pv: Vec<f32> = pooled.to_data().try_into_vec().unwrap();
+        let a_burn = e.forward_pooled(pooled.clone(), 1, t);
+        let grads = a_burn.clone().mul_scalar(0.7).sum().backward();
+        let gref = GradientsParams::from_grads(grads, &e);
+        let a_burn: f32 = a_burn.into_scalar();
+        let host = HostEstimator::from_module(&e);
+        let (a, cache) = host.forward(&pv, t);
+        assert!(
+            (a - a_burn).abs() < 1e-5 * (1.0 + a_burn.abs()),
+            "{a} {a_burn}"
+        );
+        let gf = host.backward(&cache, 0.7).into_params(&e, &Device::flex());
+        let check = |name: &str, id, n: usize, rank: usize| {
+            let (x, y): (Vec<f32>, Vec<f32>) = match rank {
+                1 => (
+                    gf.get::<1>(id).unwrap().to_data().try_into_vec().unwrap(),
+                    gref.get::<1>(id).unwrap().to_data().try_into_vec().unwrap(),
+                ),
+                2 => (
+                    gf.get::<2>(id).unwrap().to_data().try_into_vec().unwrap(),
+                    gref.get::<2>(id).unwrap().to_data().try_into_vec().unwrap(),
+                ),
+                _ => (
+                    gf.get::<4>(id).unwrap().to_data().try_into_vec().unwrap(),
+                    gref.get::<4>(id).unwrap().to_data().try_into_vec().unwrap(),
+                ),
+            };
+            assert_eq!(x.len(), n, "{name}");
+            let scale = y.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+                assert!(
+                    (p - q).abs() <= 2e-4 * scale,
+                    "{name}[{i}]: fused {p} burn {q}"
+                );
+            }
+        };
+        check("conv1.weight", e.conv1.weight.id, 16 * 9, 4);
+        check("conv1.bias", e.conv1.bias.as_ref().unwrap().id, 16, 1);
+        check("conv2.weight", e.conv2.weight.id, 32 * 16 * 9, 4);
+        check("conv2.bias", e.conv2.bias.as_ref().unwrap().id, 32, 1);
+        for (n, l) in [
+            ("query", &e.attn.query),
+            ("key", &e.attn.key),
+            ("value", &e.attn.value),
+            ("output", &e.attn.output),
+        ] {
+            check(n, l.weight.id, 32 * 32, 2);
+            check(n, l.bias.as_ref().unwrap().id, 32, 1);
+        }
+        check("gamma", e.norm.gamma.id, 32, 1);
+        check("beta", e.norm.beta.as_ref().unwrap().id, 32, 1);
+        check("head1.weight", e.head1.weight.id, 32 * 32, 2);
+        check("head1.bias", e.head1.bias.as_ref().unwrap().id, 32, 1);
+        check("head2.weight", e.head2.weight.id, 32, 2);
+        check("head2.bias", e.head2.bias.as_ref().unwrap().id, 1, 1);
+    }
+}

@@ -1,0 +1,90 @@
+//! The composite loss of paper section 2.5 (Eq. 8-12), weights and bounds configurable.
+//!
+//! All norms are means over pixels and frames (DESIGN section 2).
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+use serde::{Deserialize, Serialize};
+
+/// Loss weights and the `|alpha|` bounds. Defaults are the paper's (section 3.1); the paper
+/// gives no identity weight, DESIGN fixes 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossWeights {
+    pub phys: f64,
+    pub recon: f64,
+    pub identity: f64,
+    pub bounds: f64,
+    /// Optional supervised `(alpha_hat - alpha_true)^2` (needs ground truth).
+    pub alpha_supervised: f64,
+    /// Optional supervised `||P[t] - U[t+1]||^2` against the clean simulation.
+    pub field_supervised: f64,
+    pub alpha_min: f64,
+    pub alpha_max: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        LossWeights {
+            phys: 100.0,
+            recon: 1.0,
+            identity: 1.0,
+            bounds: 10.0,
+            alpha_supervised: 0.0,
+            field_supervised: 0.0,
+            alpha_min: 0.05,
+            alpha_max: 0.9,
+        }
+    }
+}
+
+impl LossWeights {
+    pub fn validate(&self) -> Result<(), String> {
+        let w = [
+            self.phys,
+            self.recon,
+            self.identity,
+            self.bounds,
+            self.alpha_supervised,
+            self.field_supervised,
+        ];
+        if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+            return Err("loss weights must be finite and >= 0".into());
+        }
+        if !(self.alpha_min >= 0.0 && self.alpha_max > self.alpha_min) {
+            return Err(format!(
+                "need 0 <= alpha_min < alpha_max, got [{}, {}]",
+                self.alpha_min, self.alpha_max
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// SAFE loss (Eq. 9): `mean (P[t] - F[t+1])^2` over the given pairs.
+pub fn safe_loss(p: Tensor<3>, f_next: Tensor<3>) -> Tensor<1> {
+    (p - f_next).powi_scalar(2).mean()
+}
+
+/// Mean squared difference (reconstruction Eq. 10, identity Eq. 11, supervised field).
+pub fn mse<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<1> {
+    (a - b).powi_scalar(2).mean()
+}
+
+/// Bounds loss (Eq. 12) on `|alpha|`, averaged over the batch.
+pub fn bounds_loss(a: Tensor<1>, lo: f64, hi: f64) -> Tensor<1> {
+    let below = relu(a.clone().neg().add_scalar(lo)).powi_scalar(2);
+    let above = relu(a.sub_scalar(hi)).powi_scalar(2);
+    (below + above).mean()
+}
+
+/// Bounds loss of one scalar, and its derivative (for the host-side zero-shot loop).
+pub fn bounds_value(a: f64, lo: f64, hi: f64) -> (f64, f64) {
+    if a < lo {
+        ((lo - a).powi(2), -2.0 * (lo - a))
+    } else if a > hi {
+        ((a - hi).powi(2), 2.0 * (a - hi))
+    } else {
+        (0.0, 0.0)
+    }
+}

@@ -1,0 +1,106 @@
+//! The SAFE-PIT-CM model: encoder, attention estimator, SAFE layer, decoder.
+
+use crate::codec::ResidualField;
+use crate::estimator::Estimator;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Architecture sizes (paper 3.1 defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Encoder/decoder intermediate channels `c`.
+    pub channels: usize,
+    /// Convolution blocks in the encoder and in the decoder.
+    pub blocks: usize,
+    /// Estimator width `d_model`.
+    pub d_model: usize,
+    pub heads: usize,
+    /// Hidden width of the estimator's two-layer head.
+    pub head_hidden: usize,
+    /// Side of the adaptive pooling grid.
+    pub pool: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            channels: 16,
+            blocks: 3,
+            d_model: 32,
+            heads: 4,
+            head_hidden: 32,
+            pool: 4,
+        }
+    }
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.channels == 0 || self.blocks == 0 || self.pool == 0 || self.head_hidden == 0 {
+            return Err("model sizes must be >= 1".into());
+        }
+        if self.d_model < 2
+            || !self.d_model.is_multiple_of(2)
+            || self.heads == 0
+            || !self.d_model.is_multiple_of(self.heads)
+        {
+            return Err(format!(
+                "d_model ({}) must be even and divisible by heads ({})",
+                self.d_model, self.heads
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct SafePitCm {
+    pub encoder: ResidualField,
+    pub estimator: Estimator,
+    pub decoder: ResidualField,
+}
+
+/// Touch every parameter so lazily initialised weights are drawn now, in a fixed order,
+/// right after the device was seeded.
+struct Touch;
+impl ModuleVisitor for Touch {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let _ = p.val();
+    }
+}
+
+impl SafePitCm {
+    pub fn new(cfg: &ModelConfig, dev: &Device) -> SafePitCm {
+        let m = SafePitCm {
+            encoder: ResidualField::new(cfg.channels, cfg.blocks, dev),
+            estimator: Estimator::new(cfg.d_model, cfg.heads, cfg.head_hidden, cfg.pool, dev),
+            decoder: ResidualField::new(cfg.channels, cfg.blocks, dev),
+        };
+        m.visit(&mut Touch);
+        m
+    }
+
+    /// A freshly initialised model with a reproducible draw of the weights.
+    pub fn seeded(cfg: &ModelConfig, dev: &Device, seed: u64) -> SafePitCm {
+        dev.seed(seed);
+        SafePitCm::new(cfg, dev)
+    }
+}
+
+/// Trainable parameters (weights and biases; BatchNorm running statistics are buffers and
+/// not counted, unlike burn's `num_params`).
+pub fn trainable_params<M: Module>(m: &M) -> usize {
+    struct Count(usize);
+    impl ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if p.is_require_grad() {
+                self.0 += p.shape().num_elements();
+            }
+        }
+    }
+    let mut c = Count(0);
+    m.visit(&mut c);
+    c.0
+}
