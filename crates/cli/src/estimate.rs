@@ -60,6 +60,10 @@ pub struct ZeroShotArgs {
     /// Use every K-th frame.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     frame_step: u64,
+    /// Write explainability artefacts (per-frame errors, V/F/V_hat/|P-F| images) here;
+    /// with several videos, one sub-folder per video.
+    #[arg(long, value_name = "DIR")]
+    explain: Option<std::path::PathBuf>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -76,10 +80,48 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
         n_sub: a.n_sub,
         frame_step: a.frame_step as usize,
     };
+    if let Some(d) = &a.explain
+        && d.exists()
+        && !a.output.overwrite
+        && std::fs::read_dir(d)
+            .map(|mut e| e.next().is_some())
+            .unwrap_or(false)
+    {
+        anyhow::bail!(
+            "{} exists and is not empty (pass --overwrite to replace its files)",
+            d.display()
+        );
+    }
+    let several = safe_data::discover(&a.input.data).len() > 1;
     let (sims, errors) = run_over_inputs(&a.input, "zero-shot", false, &|v, pb| {
-        let mut cb = |_: &safe_model::zero_shot::StepRecord| {};
-        let _ = pb;
-        zero_shot_video(v, &s, &mut cb).map(|(r, _)| r)
+        let steps = s.config.steps as u64;
+        pb.set_message(format!("{} (0/{steps})", v.source.display()));
+        let mut cb = |r: &safe_model::zero_shot::StepRecord| {
+            if r.step % 20 == 0 {
+                pb.set_message(format!(
+                    "{} ({}/{steps}, |alpha| {:.5})",
+                    v.source.display(),
+                    r.step,
+                    r.alpha_abs
+                ));
+            }
+        };
+        let (r, out) = zero_shot_video(v, &s, &mut cb)?;
+        if let Some(d) = &a.explain {
+            let dir = if several {
+                d.join(
+                    v.source
+                        .file_name()
+                        .map(|n| n.to_os_string())
+                        .unwrap_or_else(|| "video".into()),
+                )
+            } else {
+                d.clone()
+            };
+            safe_eval::explain::write_explain(&dir, v, &out, s.frame_step, true)
+                .map_err(|e| format!("explain: {e:#}"))?;
+        }
+        Ok(r)
     });
     let settings = serde_json::json!({
         "mode": "zero-shot", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,

@@ -57,7 +57,7 @@ fn main() {
         report("  reference: same with the literal stencil solver", secs, 1);
     }
 
-    if on("fit") {
+    if on("fit") || on("zero") {
         let d = draw(&s, 0).unwrap();
         let dir = std::env::temp_dir().join(format!("safe-bench-{}", std::process::id()));
         let sim = dir.join("sim_000");
@@ -109,6 +109,23 @@ fn main() {
             secs,
             1,
         );
+        if on("zero") {
+            use safe_eval::zeroshot::{ZeroShotSettings, zero_shot_video};
+            use safe_model::zero_shot::Engine;
+            let zs = ZeroShotSettings::default();
+            let secs = median_secs(5, || {
+                let (r, _) = zero_shot_video(&video, &zs, &mut |_| {}).unwrap();
+                assert!((r.alpha_hat + d.alpha_abs).abs() < 1e-5);
+            });
+            report("zero-shot: one 101x128x128 video, 200 Adam steps", secs, 5);
+            let mut zb = zs.clone();
+            zb.config.engine = Engine::Burn;
+            let secs = median_secs(1, || {
+                let (r, _) = zero_shot_video(&video, &zb, &mut |_| {}).unwrap();
+                assert!((r.alpha_hat + d.alpha_abs).abs() < 1e-5);
+            });
+            report("  reference: same with burn's forward + autodiff", secs, 1);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

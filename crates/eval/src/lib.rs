@@ -1,7 +1,9 @@
 //! Evaluation of SAFE-PIT-CM: metrics, result files, the direct fit of loaded videos, and
 //! (later) the paper-reproduction report.
 
+pub mod explain;
 pub mod fitting;
 pub mod metrics;
+pub mod plots;
 pub mod results;
 pub mod zeroshot;
