@@ -97,7 +97,7 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
         let steps = s.config.steps as u64;
         pb.set_message(format!("{} (0/{steps})", v.source.display()));
         let mut cb = |r: &safe_model::zero_shot::StepRecord| {
-            if r.step % 20 == 0 {
+            if r.step.is_multiple_of(20) {
                 pb.set_message(format!(
                     "{} ({}/{steps}, |alpha| {:.5})",
                     v.source.display(),
