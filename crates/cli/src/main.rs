@@ -3,7 +3,9 @@
 mod common;
 mod estimate;
 mod generate;
+mod reproduce;
 mod stability;
+mod training;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Reproduce the paper: all modes and ablations, report beside the published numbers.
+    Reproduce(reproduce::Args),
     /// Print the von Neumann stability table of the SAFE operator (paper Table 3).
     Stability(stability::Args),
     /// Generate the paper's Appendix-A dataset (diffusion + time-reversed mobility).
@@ -30,15 +34,22 @@ enum Command {
     Fit(estimate::FitArgs),
     /// Zero-shot: a fresh model per video, Adam on the estimator for --steps steps (paper 2.7).
     ZeroShot(estimate::ZeroShotArgs),
+    /// Two-phase training on a generated dataset (paper 2.6).
+    Train(training::TrainArgs),
+    /// Inference with a trained model: amortised, or with test-time training.
+    Infer(training::InferArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Reproduce(a) => reproduce::run(a),
         Command::Stability(a) => stability::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Fit(a) => estimate::run_fit(a),
         Command::ZeroShot(a) => estimate::run_zero_shot(a),
+        Command::Train(a) => training::run_train(a),
+        Command::Infer(a) => training::run_infer(a),
     };
     match result {
         Ok(code) => code,

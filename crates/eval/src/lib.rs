@@ -5,5 +5,8 @@ pub mod explain;
 pub mod fitting;
 pub mod metrics;
 pub mod plots;
+pub mod report;
+pub mod reproduce;
 pub mod results;
+pub mod training;
 pub mod zeroshot;

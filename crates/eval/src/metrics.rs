@@ -1,8 +1,8 @@
 //! The paper's accuracy metrics: mean absolute error and the coefficient of determination.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     pub n: usize,
     pub mae: f64,

@@ -6,10 +6,10 @@
 //! "errors": [{"path", "error"}], "settings": {...}}`.
 
 use crate::metrics::{Metrics, metrics};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SimResult {
     pub path: String,
     pub process: String,
@@ -27,13 +27,13 @@ pub struct SimResult {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorRecord {
     pub path: String,
     pub error: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunOutput {
     pub sims: Vec<SimResult>,
     pub metrics: BTreeMap<String, Metrics>,

@@ -25,6 +25,9 @@ pub struct Estimator {
     pub(crate) norm: LayerNorm,
     pub(crate) head1: Linear,
     pub(crate) head2: Linear,
+    /// Projection of the spectral band features into the frame tokens (`None`: the
+    /// paper's estimator). See [`crate::bands`].
+    pub(crate) bands: Option<Linear>,
     /// Constant 0/1 matrix `[9*p*p, p*p]` taking a flattened `p x p` map to its nine
     /// zero-padded 3x3 neighbourhood shifts: the convolutions run as two matmuls each,
     /// which flex executes ~4x faster than its direct convolution on 4x4 maps.
@@ -76,11 +79,13 @@ fn conv3x3(x: Tensor<3>, conv: &Conv2d, shifts: &Tensor<2>) -> Tensor<3> {
 }
 
 impl Estimator {
+    /// `bands` = number of spectral bands `K` (features `2K` per frame); 0 = the paper's.
     pub fn new(
         d_model: usize,
         heads: usize,
         hidden: usize,
         pool_size: usize,
+        bands: usize,
         dev: &Device,
     ) -> Estimator {
         let pad = PaddingConfig2d::Explicit(1, 1, 1, 1);
@@ -98,6 +103,7 @@ impl Estimator {
             norm: LayerNormConfig::new(d_model).init(dev),
             head1: LinearConfig::new(d_model, hidden).init(dev),
             head2: LinearConfig::new(hidden, 1).init(dev),
+            bands: (bands > 0).then(|| LinearConfig::new(2 * bands, d_model).init(dev)),
             shifts: shift_matrix(pool_size, dev),
             pool_size,
             d_model,
@@ -109,10 +115,25 @@ impl Estimator {
         self.pool.forward(f)
     }
 
-    /// Pooled frames of `b` videos of `t` frames each, `[b*t, 1, p, p]`, to `|alpha|`, `[b]`.
-    pub fn forward_pooled(&self, pooled: Tensor<4>, b: usize, t: usize) -> Tensor<1> {
-        let z = self.frame_tokens(pooled).reshape([b, t, self.d_model]);
-        self.head(z, b)
+    /// Pooled frames of `b` videos of `t` frames each, `[b*t, 1, p, p]` (and their band
+    /// features `[b*t, 2K]` when the estimator has a band projection), to `|alpha|`, `[b]`.
+    pub fn forward_pooled(
+        &self,
+        pooled: Tensor<4>,
+        bands: Option<Tensor<2>>,
+        b: usize,
+        t: usize,
+    ) -> Tensor<1> {
+        let mut z = self.frame_tokens(pooled);
+        if let (Some(proj), Some(f)) = (&self.bands, bands) {
+            z = z + proj.forward(f);
+        }
+        self.head(z.reshape([b, t, self.d_model]), b)
+    }
+
+    /// Number of band features per frame this estimator expects (0 = none).
+    pub fn band_inputs(&self) -> usize {
+        self.bands.as_ref().map(|l| l.weight.dims()[0]).unwrap_or(0)
     }
 
     /// Per-frame features `z_t`: `[N, 1, p, p] -> [N, d]`.
@@ -144,11 +165,6 @@ impl Estimator {
         softplus(y, 1.0).reshape([b])
     }
 
-    /// Latent frames `[b*t, 1, H, W]` to `|alpha|`.
-    pub fn forward(&self, f: Tensor<4>, b: usize, t: usize) -> Tensor<1> {
-        self.forward_pooled(self.pool(f), b, t)
-    }
-
     /// Epsilon of the layer norm (burn's default).
     pub fn norm_epsilon(&self) -> f64 {
         1e-5
@@ -168,7 +184,7 @@ mod tests {
     fn matmul_convolutions_equal_burn_conv2d() {
         let dev = Device::flex();
         dev.seed(3);
-        let e = Estimator::new(32, 4, 32, 4, &dev);
+        let e = Estimator::new(32, 4, 32, 4, 0, &dev);
         let x = Tensor::<4>::random([7, 1, 4, 4], Distribution::Normal(0.0, 1.0), &dev);
         let a: Vec<f32> = e
             .frame_tokens(x.clone())

@@ -91,6 +91,10 @@ pub struct HostEstimator {
     b3: Vec<f32>,
     w4: Vec<f32>,
     b4: f32,
+    /// Band projection `[2K][d]`, bias `[d]` (empty when the estimator has none).
+    wb: Vec<f32>,
+    bb: Vec<f32>,
+    n_band: usize,
     /// Neighbour of output position `q` under kernel offset `k`, or `usize::MAX` (padding).
     nb: Vec<usize>,
     avx2: bool,
@@ -117,12 +121,15 @@ pub struct HostGrads {
     pub b3: Vec<f32>,
     pub w4: Vec<f32>,
     pub b4: Vec<f32>,
+    pub wb: Vec<f32>,
+    pub bb: Vec<f32>,
 }
 
 /// Intermediate values the backward pass needs.
 pub struct Cache {
     t: usize,
     pooled: Vec<f32>,
+    bands: Vec<f32>,
     a1: Vec<f32>,
     a2: Vec<f32>,
     z: Vec<f32>,
@@ -277,6 +284,17 @@ impl HostEstimator {
             b3: host_opt(&e.head1.bias, hidden),
             w4: host(&e.head2.weight),
             b4: host_opt(&e.head2.bias, 1)[0],
+            wb: e
+                .bands
+                .as_ref()
+                .map(|l| host(&l.weight))
+                .unwrap_or_default(),
+            bb: e
+                .bands
+                .as_ref()
+                .map(|l| host_opt(&l.bias, d))
+                .unwrap_or_default(),
+            n_band: e.band_inputs(),
             nb,
             avx2: has_avx2_fma(),
         }
@@ -465,8 +483,14 @@ impl HostEstimator {
         }
     }
 
-    /// `|alpha|` of one video from its pooled frames `[t, p*p]`.
-    pub fn forward(&self, pooled: &[f32], t: usize) -> (f32, Cache) {
+    /// Band features per frame this estimator expects (0 = none).
+    pub fn band_inputs(&self) -> usize {
+        self.n_band
+    }
+
+    /// `|alpha|` of one video from its pooled frames `[t, p*p]` and, when the estimator
+    /// takes them, its band features `[t, 2K]`.
+    pub fn forward(&self, pooled: &[f32], bands: Option<&[f32]>, t: usize) -> (f32, Cache) {
         let (pp, c1, d) = (self.p * self.p, self.c1, self.d);
         assert_eq!(pooled.len(), t * pp, "pooled frames must be [t, p*p]");
         let mut a1 = vec![0f32; t * pp * c1];
@@ -477,6 +501,18 @@ impl HostEstimator {
             .zip(z.par_chunks_mut(d))
             .zip(pooled.par_chunks(pp))
             .for_each(|(((a1, a2), z), x)| simd!(self.avx2, self.tokens_fwd_frame(x, a1, a2, z)));
+        let bands: Vec<f32> = match (self.n_band, bands) {
+            (0, _) => Vec::new(),
+            (nb, Some(f)) => {
+                assert_eq!(f.len(), t * nb, "band features must be [t, {nb}]");
+                let proj = affine(f, &self.wb, &self.bb, nb, d);
+                for (zc, pc) in z.iter_mut().zip(&proj) {
+                    *zc += pc;
+                }
+                f.to_vec()
+            }
+            (nb, None) => panic!("this estimator needs {nb} band features per frame"),
+        };
         // Multi-head self-attention, heads in parallel on `[t][dk]` slices.
         let q = affine(&z, &self.wq, &self.bq, d, d);
         let k = affine(&z, &self.wk, &self.bk, d, d);
@@ -525,6 +561,7 @@ impl HostEstimator {
         let cache = Cache {
             t,
             pooled: pooled.to_vec(),
+            bands,
             a1,
             a2,
             z,
@@ -640,6 +677,19 @@ impl HostEstimator {
             for (a, b) in dz.iter_mut().zip(&back) {
                 *a += b;
             }
+        }
+        if self.n_band > 0 {
+            g.wb = vec![0f32; self.n_band * d];
+            g.bb = vec![0f32; d];
+            affine_back(
+                &c.bands,
+                &self.wb,
+                &dz,
+                self.n_band,
+                d,
+                &mut g.wb,
+                &mut g.bb,
+            );
         }
         // Frame tokens, per frame in parallel with per-thread accumulators.
         // Fixed blocks of frames, summed in order: the result does not depend on scheduling.
@@ -801,6 +851,38 @@ fn put_opt(gp: &mut GradientsParams, p: &Option<Param<Tensor<1>>>, v: Vec<f32>, 
 }
 
 impl HostGrads {
+    /// Elementwise sum (gradients of several videos in one optimiser step).
+    pub fn add(mut self, o: HostGrads) -> HostGrads {
+        let pairs = [
+            (&mut self.w1, &o.w1),
+            (&mut self.b1, &o.b1),
+            (&mut self.w2, &o.w2),
+            (&mut self.b2, &o.b2),
+            (&mut self.wq, &o.wq),
+            (&mut self.bq, &o.bq),
+            (&mut self.wk, &o.wk),
+            (&mut self.bk, &o.bk),
+            (&mut self.wv, &o.wv),
+            (&mut self.bv, &o.bv),
+            (&mut self.wo, &o.wo),
+            (&mut self.bo, &o.bo),
+            (&mut self.gamma, &o.gamma),
+            (&mut self.beta, &o.beta),
+            (&mut self.w3, &o.w3),
+            (&mut self.b3, &o.b3),
+            (&mut self.w4, &o.w4),
+            (&mut self.b4, &o.b4),
+            (&mut self.wb, &o.wb),
+            (&mut self.bb, &o.bb),
+        ];
+        for (a, b) in pairs {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        self
+    }
+
     /// Register every gradient under its parameter's id, ready for an optimiser step.
     pub fn into_params(self, e: &Estimator, dev: &Device) -> GradientsParams {
         let mut gp = GradientsParams::new();
@@ -823,6 +905,10 @@ impl HostGrads {
         put_opt(&mut gp, &e.head1.bias, self.b3, dev);
         put(&mut gp, &e.head2.weight, self.w4, dev);
         put_opt(&mut gp, &e.head2.bias, self.b4, dev);
+        if let Some(l) = &e.bands {
+            put(&mut gp, &l.weight, self.wb, dev);
+            put_opt(&mut gp, &l.bias, self.bb, dev);
+        }
         gp
     }
 }
@@ -850,16 +936,18 @@ mod tests {
     fn fused_pass_matches_burn_forward_and_autodiff() {
         let dev = Device::flex().autodiff();
         dev.seed(11);
-        let e = Estimator::new(32, 4, 32, 4, &dev);
+        let e = Estimator::new(32, 4, 32, 4, 3, &dev);
         let t = 13;
         let pooled = Tensor::<4>::random([t, 1, 4, 4], Distribution::Normal(0.0, 1.0), &dev);
         let pv: Vec<f32> = pooled.to_data().try_into_vec().unwrap();
-        let a_burn = e.forward_pooled(pooled.clone(), 1, t);
+        let bands = Tensor::<2>::random([t, 6], Distribution::Normal(0.0, 1.0), &dev);
+        let bv: Vec<f32> = bands.to_data().try_into_vec().unwrap();
+        let a_burn = e.forward_pooled(pooled.clone(), Some(bands), 1, t);
         let grads = a_burn.clone().mul_scalar(0.7).sum().backward();
         let gref = GradientsParams::from_grads(grads, &e);
         let a_burn: f32 = a_burn.into_scalar();
         let host = HostEstimator::from_module(&e);
-        let (a, cache) = host.forward(&pv, t);
+        let (a, cache) = host.forward(&pv, Some(&bv), t);
         assert!(
             (a - a_burn).abs() < 1e-5 * (1.0 + a_burn.abs()),
             "{a} {a_burn}"
@@ -908,5 +996,8 @@ mod tests {
         check("head1.bias", e.head1.bias.as_ref().unwrap().id, 32, 1);
         check("head2.weight", e.head2.weight.id, 32, 2);
         check("head2.bias", e.head2.bias.as_ref().unwrap().id, 1, 1);
+        let l = e.bands.as_ref().unwrap();
+        check("bands.weight", l.weight.id, 6 * 32, 2);
+        check("bands.bias", l.bias.as_ref().unwrap().id, 32, 1);
     }
 }

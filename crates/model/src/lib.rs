@@ -11,6 +11,11 @@ pub mod safe_layer;
 
 pub use burn;
 pub use model::{ModelConfig, SafePitCm};
+pub mod bands;
+pub mod config;
 pub mod fused;
+pub mod infer;
 pub mod loss;
+pub mod pooling;
+pub mod train;
 pub mod zero_shot;

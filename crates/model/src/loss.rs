@@ -88,3 +88,36 @@ pub fn bounds_value(a: f64, lo: f64, hi: f64) -> (f64, f64) {
         (0.0, 0.0)
     }
 }
+
+/// Largest `|d loss / d|alpha||` fed to the estimator. For an unstable sub-step count the
+/// SAFE loss reaches ~1e20 and its derivative would overflow Adam's `f32` second moment
+/// (freezing the estimator); Adam is scale-invariant, so clipping keeps the direction.
+pub const ALPHA_GRAD_CLIP: f64 = 1e6;
+
+/// The estimator-only objective at `|alpha| = a` for a video whose SAFE loss is `curve`:
+/// `w_phys L_SAFE + w_bounds L_bounds (+ w_alpha (a - a_true)^2)`, returned as
+/// `(loss, clipped d loss / d a)`.
+pub fn alpha_objective(
+    curve: &safe_physics::fit::SafeLossCurve,
+    n_sub: safe_physics::SubSteps,
+    a: f64,
+    w: &LossWeights,
+    alpha_true: Option<f64>,
+) -> (f64, f64) {
+    let lp = curve.eval(a, n_sub);
+    let (b, db) = bounds_value(a, w.alpha_min, w.alpha_max);
+    let (mut l, mut g) = (
+        w.phys * lp.loss + w.bounds * b,
+        w.phys * lp.d1 + w.bounds * db,
+    );
+    if let (Some(t), true) = (alpha_true, w.alpha_supervised > 0.0) {
+        l += w.alpha_supervised * (a - t).powi(2);
+        g += w.alpha_supervised * 2.0 * (a - t);
+    }
+    let g = if g.is_nan() {
+        0.0
+    } else {
+        g.clamp(-ALPHA_GRAD_CLIP, ALPHA_GRAD_CLIP)
+    };
+    (l, g)
+}

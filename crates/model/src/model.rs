@@ -21,6 +21,9 @@ pub struct ModelConfig {
     pub head_hidden: usize,
     /// Side of the adaptive pooling grid.
     pub pool: usize,
+    /// Spectral bands fed to the estimator beside the pooled frames (0 = the paper's
+    /// estimator; see `bands.rs`).
+    pub bands: usize,
 }
 
 impl Default for ModelConfig {
@@ -32,6 +35,7 @@ impl Default for ModelConfig {
             heads: 4,
             head_hidden: 32,
             pool: 4,
+            bands: 0,
         }
     }
 }
@@ -75,7 +79,14 @@ impl SafePitCm {
     pub fn new(cfg: &ModelConfig, dev: &Device) -> SafePitCm {
         let m = SafePitCm {
             encoder: ResidualField::new(cfg.channels, cfg.blocks, dev),
-            estimator: Estimator::new(cfg.d_model, cfg.heads, cfg.head_hidden, cfg.pool, dev),
+            estimator: Estimator::new(
+                cfg.d_model,
+                cfg.heads,
+                cfg.head_hidden,
+                cfg.pool,
+                cfg.bands,
+                dev,
+            ),
             decoder: ResidualField::new(cfg.channels, cfg.blocks, dev),
         };
         m.visit(&mut Touch);

@@ -12,7 +12,7 @@
 //! on the estimator's parameters: the paper's optimisation, without repeated stencils.
 
 use crate::fused::HostEstimator;
-use crate::loss::{LossWeights, bounds_value};
+use crate::loss::{LossWeights, alpha_objective};
 use crate::model::{ModelConfig, SafePitCm};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -195,6 +195,13 @@ pub fn zero_shot(
     let frames_f: Vec<&[f32]> = latent.chunks_exact(h * w).collect();
     let spectra = VideoSpectra::compute(&frames_f, grid);
     let curve = SafeLossCurve::new(&spectra, dt_save);
+    let band_feats = (cfg.model.bands > 0).then(|| {
+        let (le, _) = crate::bands::band_log_energies(&spectra, cfg.model.bands, None);
+        crate::bands::band_features(&le, t, cfg.model.bands)
+    });
+    let band_t = band_feats.as_ref().map(|f| {
+        Tensor::<2>::from_data(TensorData::new(f.clone(), [t, 2 * cfg.model.bands]), &dev)
+    });
 
     let lw = &cfg.weights;
     let mut est = model.estimator;
@@ -204,17 +211,13 @@ pub fn zero_shot(
     for step in 0..cfg.steps {
         // d(loss)/d|alpha| at the estimator's current output, pushed through the estimator.
         let grad_of = |a: f64| {
-            let lp = curve.eval(a, n_sub);
-            let (b, db) = bounds_value(a, lw.alpha_min, lw.alpha_max);
-            (
-                lw.phys * lp.d1 + lw.bounds * db,
-                lw.phys * lp.loss + lw.bounds * b,
-            )
+            let (l, g) = alpha_objective(&curve, n_sub, a, lw, None);
+            (g, l)
         };
         let (a, loss, gp) = match cfg.engine {
             Engine::Fused => {
                 let host = HostEstimator::from_module(&est);
-                let (a, cache) = host.forward(&pooled_host, t);
+                let (a, cache) = host.forward(&pooled_host, band_feats.as_deref(), t);
                 let (g, loss) = grad_of(a as f64);
                 (
                     a as f64,
@@ -223,7 +226,7 @@ pub fn zero_shot(
                 )
             }
             Engine::Burn => {
-                let a_t = est.forward_pooled(pooled.clone(), 1, t);
+                let a_t = est.forward_pooled(pooled.clone(), band_t.clone(), 1, t);
                 let a: f64 = a_t.clone().into_scalar::<f64>();
                 let (g, loss) = grad_of(a);
                 let grads = a_t.mul_scalar(g).sum().backward();
@@ -241,7 +244,7 @@ pub fn zero_shot(
     }
     let alpha_abs: f64 = est
         .valid()
-        .forward_pooled(pooled.inner(), 1, t)
+        .forward_pooled(pooled.inner(), band_t.map(|b| b.inner()), 1, t)
         .into_scalar::<f64>();
     ZeroShotOutput {
         alpha_abs,

@@ -1,0 +1,437 @@
+//! `reproduce`: the paper's experiments on its protocol, with a report beside the published
+//! numbers.
+//!
+//! Work is split into stages, each in its own folder under the output with a
+//! `settings.json` fingerprint (dataset, mode, every parameter that changes its results).
+//! A rerun reuses a stage whose fingerprint matches, item by item (one JSON file per video,
+//! written atomically), and wipes and recomputes one whose fingerprint changed, so results of
+//! different settings never mix and an interrupted run resumes where it stopped.
+
+use crate::explain::write_explain;
+use crate::fitting::{FitSettings, SubStepChoice, fit_video};
+use crate::metrics::{Metrics, metrics};
+use crate::report;
+use crate::results::SimResult;
+use crate::training::{TrainedModel, infer_video, train_on};
+use crate::zeroshot::{ZeroShotSettings, zero_shot_video};
+use anyhow::{Context, Result, anyhow};
+use rayon::prelude::*;
+use safe_data::atomic::write_json_atomic;
+use safe_data::dataset::{GenerateSettings, Manifest, generate};
+use safe_data::{MetaOverrides, Video};
+use safe_model::config::{Config, Profile};
+use safe_physics::SubSteps;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReproProfile {
+    /// Everything in minutes on a 2-core CPU (CPU training profile, short phase 2).
+    Quick,
+    /// The paper's training protocol (full-video phase 2, 50 epochs): hours on a CPU.
+    Paper,
+}
+
+impl ReproProfile {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReproProfile::Quick => "quick",
+            ReproProfile::Paper => "paper",
+        }
+    }
+
+    /// The training configuration the profile uses.
+    pub fn train_config(self) -> Config {
+        match self {
+            ReproProfile::Quick => {
+                let mut c = Config::for_profile(Profile::Cpu);
+                // 20 phase-1 epochs (~0.6 s each) and 3 phase-2 epochs (~40 s each).
+                c.train.epochs = 23;
+                c.train.phase1_fraction = 20.0 / 23.0;
+                c
+            }
+            ReproProfile::Paper => Config::for_profile(Profile::Paper),
+        }
+    }
+}
+
+pub struct ReproSettings {
+    pub profile: ReproProfile,
+    pub out: PathBuf,
+    /// Use this generated dataset instead of generating one under `out/data`.
+    pub data: Option<PathBuf>,
+}
+
+/// A stage folder with its fingerprint.
+pub struct Stage {
+    pub dir: PathBuf,
+}
+
+impl Stage {
+    pub fn open(root: &Path, name: &str, fingerprint: &Value) -> Result<Stage> {
+        let dir = root.join("stages").join(name);
+        let fp = dir.join("settings.json");
+        if dir.exists() {
+            let same = std::fs::read_to_string(&fp)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .is_some_and(|v| &v == fingerprint);
+            if !same {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("clearing stale stage {}", dir.display()))?;
+            }
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        safe_data::atomic::clean_stale_temps(&dir);
+        write_json_atomic(&fp, fingerprint, true)?;
+        Ok(Stage { dir })
+    }
+
+    /// The cached item `key`, or compute and store it.
+    pub fn item<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &str,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let p = self.dir.join(format!("{key}.json"));
+        if let Some(v) = std::fs::read_to_string(&p)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+        {
+            return Ok(v);
+        }
+        let v = f()?;
+        write_json_atomic(&p, &v, true)?;
+        Ok(v)
+    }
+}
+
+/// Results of one mode on the test videos, with metrics.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModeResult {
+    pub name: String,
+    pub sims: Vec<SimResult>,
+    pub all: Option<Metrics>,
+    pub diffusion: Option<Metrics>,
+    pub mobility: Option<Metrics>,
+    /// Wall time of the stage when it was computed (sum of per-video seconds).
+    pub seconds: f64,
+}
+
+impl ModeResult {
+    fn new(name: &str, sims: Vec<SimResult>) -> ModeResult {
+        let pick = |p: Option<&str>| {
+            let pairs: Vec<(f64, f64)> = sims
+                .iter()
+                .filter(|r| p.is_none_or(|p| r.process == p))
+                .filter_map(|r| r.alpha_true.map(|t| (t, r.alpha_hat)))
+                .collect();
+            metrics(&pairs)
+        };
+        ModeResult {
+            name: name.to_string(),
+            all: pick(None),
+            diffusion: pick(Some("diffusion")),
+            mobility: pick(Some("mobility")),
+            seconds: sims.iter().map(|r| r.seconds).sum(),
+            sims,
+        }
+    }
+}
+
+/// Everything the report needs.
+pub struct Outcome {
+    pub profile: ReproProfile,
+    pub data: PathBuf,
+    pub manifest: Manifest,
+    pub fit_nsub: Vec<(String, ModeResult)>,
+    pub fit_step: Vec<(usize, ModeResult)>,
+    pub zs_nsub: Vec<(u32, ModeResult)>,
+    pub zs_step: Vec<(usize, ModeResult)>,
+    pub amortised: ModeResult,
+    pub ttt: ModeResult,
+    pub train_config: Config,
+    pub train_seconds: f64,
+    pub train_epochs: usize,
+    pub best_epoch: Option<usize>,
+    pub stopped_early: bool,
+    pub explain: Vec<(String, PathBuf)>,
+    pub stage_seconds: Vec<(String, f64)>,
+}
+
+pub const NSUB_ABLATION: [u32; 6] = [1, 2, 5, 10, 25, 50];
+pub const STEP_ABLATION: [usize; 4] = [1, 2, 5, 10];
+
+fn run_items(
+    stage: &Stage,
+    videos: &[Video],
+    parallel: bool,
+    f: &(dyn Fn(&Video) -> std::result::Result<SimResult, String> + Sync),
+) -> Result<Vec<SimResult>> {
+    let one = |v: &Video| -> Result<SimResult> {
+        let key = v
+            .source
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        stage.item(&key, || {
+            f(v).map_err(|e| anyhow!("{}: {e}", v.source.display()))
+        })
+    };
+    if parallel {
+        videos.par_iter().map(one).collect()
+    } else {
+        videos.iter().map(one).collect()
+    }
+}
+
+/// Run (or resume) every stage and write the report. Returns the report's path.
+pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathBuf> {
+    let root = &s.out;
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let mut stage_seconds = Vec::new();
+    let mut timed = |name: &str, t0: std::time::Instant| {
+        stage_seconds.push((name.to_string(), t0.elapsed().as_secs_f64()))
+    };
+
+    // 1. The dataset (Appendix A), generated or reused.
+    let t0 = std::time::Instant::now();
+    let data = s.data.clone().unwrap_or_else(|| root.join("data"));
+    let manifest = match &s.data {
+        Some(d) => Manifest::load(d).map_err(|e| anyhow!(e))?,
+        None => {
+            log("dataset: generating (or reusing) the Appendix-A dataset");
+            generate(&GenerateSettings::default(), &data, false, &|| {})
+                .map_err(|e| anyhow!(e))?
+                .0
+        }
+    };
+    timed("dataset", t0);
+    let data_fp =
+        json!({"settings": manifest.settings, "generator_version": manifest.generator_version});
+    let split = manifest
+        .splits
+        .get("paper")
+        .ok_or_else(|| anyhow!("{}: manifest has no 'paper' split", data.display()))?;
+    let test: Vec<Video> = split
+        .test
+        .par_iter()
+        .map(|&i| {
+            Video::load_sim_dir(&manifest.sim_dir(&data, i), &MetaOverrides::default())
+                .map_err(|e| anyhow!("{e}"))
+        })
+        .collect::<Result<_>>()?;
+
+    // 2. Direct fit: N_sub ablation (+ inf) and frame-step ablation.
+    let t0 = std::time::Instant::now();
+    log("direct fit: N_sub and frame-step ablations");
+    let mut fit_nsub = Vec::new();
+    for n in NSUB_ABLATION
+        .iter()
+        .map(|n| SubSteps::Finite(*n))
+        .chain([SubSteps::Infinite])
+    {
+        let st = Stage::open(
+            root,
+            &format!("fit_nsub{n}"),
+            &json!({"mode": "fit", "n_sub": n.to_string(), "data": data_fp}),
+        )?;
+        let fs = FitSettings {
+            n_sub: SubStepChoice::Fixed(n),
+            ..Default::default()
+        };
+        let sims = run_items(&st, &test, true, &|v| fit_video(v, &fs))?;
+        fit_nsub.push((
+            n.to_string(),
+            ModeResult::new(&format!("fit N_sub={n}"), sims),
+        ));
+    }
+    let mut fit_step = Vec::new();
+    for k in STEP_ABLATION {
+        let st = Stage::open(
+            root,
+            &format!("fit_step{k}"),
+            &json!({"mode": "fit", "n_sub": "50", "frame_step": k, "data": data_fp}),
+        )?;
+        let fs = FitSettings {
+            frame_step: k,
+            ..Default::default()
+        };
+        let sims = run_items(&st, &test, true, &|v| fit_video(v, &fs))?;
+        fit_step.push((k, ModeResult::new(&format!("fit step={k}"), sims)));
+    }
+    timed("direct fit", t0);
+
+    // 3. Zero-shot (paper 2.7): N_sub ablation (Table 3, Fig. 7) and frame-step ablation (Fig. 8).
+    let t0 = std::time::Instant::now();
+    let zs_base = ZeroShotSettings::default();
+    let zs_fp = |n: u32, k: usize| {
+        json!({"mode": "zero-shot", "n_sub": n, "frame_step": k, "steps": zs_base.config.steps, "lr": zs_base.config.lr,
+               "seed": zs_base.config.seed, "data": data_fp, "model": zs_base.config.model, "loss": zs_base.config.weights})
+    };
+    let mut zs_nsub = Vec::new();
+    for n in NSUB_ABLATION {
+        log(&format!(
+            "zero-shot: N_sub = {n} on {} test videos",
+            test.len()
+        ));
+        let st = Stage::open(root, &format!("zeroshot_nsub{n}"), &zs_fp(n, 1))?;
+        let zs = ZeroShotSettings {
+            n_sub: SubStepChoice::Fixed(SubSteps::Finite(n)),
+            ..zs_base.clone()
+        };
+        let sims = run_items(&st, &test, true, &|v| {
+            zero_shot_video(v, &zs, &mut |_| {}).map(|(r, _)| r)
+        })?;
+        zs_nsub.push((n, ModeResult::new(&format!("zero-shot N_sub={n}"), sims)));
+    }
+    let mut zs_step = Vec::new();
+    for k in STEP_ABLATION {
+        if k == 1 {
+            let m = zs_nsub
+                .iter()
+                .find(|(n, _)| *n == 50)
+                .map(|(_, m)| m.clone())
+                .ok_or_else(|| anyhow!("missing N_sub=50"))?;
+            zs_step.push((1, m));
+            continue;
+        }
+        log(&format!("zero-shot: frame step {k}"));
+        let st = Stage::open(root, &format!("zeroshot_step{k}"), &zs_fp(50, k))?;
+        let zs = ZeroShotSettings {
+            frame_step: k,
+            ..zs_base.clone()
+        };
+        let sims = run_items(&st, &test, true, &|v| {
+            zero_shot_video(v, &zs, &mut |_| {}).map(|(r, _)| r)
+        })?;
+        zs_step.push((k, ModeResult::new(&format!("zero-shot step={k}"), sims)));
+    }
+    timed("zero-shot and ablations", t0);
+
+    // 4. Explainability (Figs. 4-6): sims 40 and 90 when present.
+    let t0 = std::time::Instant::now();
+    let mut explain = Vec::new();
+    for i in [40usize, 90] {
+        if i >= manifest.simulations.len() {
+            continue;
+        }
+        let dir = root
+            .join("figures")
+            .join(format!("explain_{}", manifest.settings.sim_name(i)));
+        let fp_path = dir.join("settings.json");
+        let fp = zs_fp(50, 1);
+        let fresh = std::fs::read_to_string(&fp_path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| v == fp)
+            && dir.join("fields.png").is_file();
+        if !fresh {
+            log(&format!("explain: {}", manifest.settings.sim_name(i)));
+            let v = Video::load_sim_dir(&manifest.sim_dir(&data, i), &MetaOverrides::default())
+                .map_err(|e| anyhow!("{e}"))?;
+            let (_, out) = zero_shot_video(&v, &zs_base, &mut |_| {}).map_err(|e| anyhow!(e))?;
+            write_explain(&dir, &v, &out, 1, true)?;
+            write_json_atomic(&fp_path, &fp, true)?;
+        }
+        explain.push((manifest.settings.sim_name(i), dir));
+    }
+    timed("explainability", t0);
+
+    // 5. Trained mode (paper 2.6, Fig. 3a): train on the paper split, infer the test videos.
+    let t0 = std::time::Instant::now();
+    let cfg = s.profile.train_config();
+    let train_fp = json!({"config": cfg.to_toml(), "split": "paper", "data": data_fp});
+    let tstage = Stage::open(root, "train", &train_fp)?;
+    let model_dir = tstage.dir.join("model");
+    let done = model_dir.join("model.bpk").is_file() && tstage.dir.join("done.json").is_file();
+    let (train_seconds, epochs, best_epoch, stopped) = if done {
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(tstage.dir.join("done.json"))?)?;
+        (
+            v["seconds"].as_f64().unwrap_or(0.0),
+            v["epochs"].as_u64().unwrap_or(0) as usize,
+            v["best_epoch"].as_u64().map(|e| e as usize),
+            v["stopped_early"].as_bool().unwrap_or(false),
+        )
+    } else {
+        log(&format!(
+            "training ({} profile): {} epochs, phase 1 = {}",
+            s.profile.name(),
+            cfg.train.epochs,
+            cfg.phase1_epochs()
+        ));
+        let resume = safe_model::train::latest_checkpoint(&model_dir).is_some();
+        let tt = std::time::Instant::now();
+        let o = train_on(&data, "paper", &model_dir, &cfg, resume, &mut |p| {
+            if let safe_model::train::Progress::EpochDone(r) = p {
+                log(&format!(
+                    "  epoch {} (phase {}): val loss {:.3e}{}",
+                    r.epoch,
+                    r.phase,
+                    r.val_loss,
+                    r.val_mae
+                        .map(|m| format!(", val |alpha| MAE {m:.2e}"))
+                        .unwrap_or_default()
+                ));
+            }
+        })?;
+        let secs = tt.elapsed().as_secs_f64();
+        let d = json!({"seconds": secs, "epochs": o.state.epochs_done, "best_epoch": o.state.best_epoch, "stopped_early": o.state.stopped_early});
+        write_json_atomic(&tstage.dir.join("done.json"), &d, true)?;
+        (
+            secs,
+            o.state.epochs_done,
+            o.state.best_epoch,
+            o.state.stopped_early,
+        )
+    };
+    let trained = TrainedModel::load(&model_dir)?;
+    log("trained model: amortised inference and 50 test-time-training steps");
+    let st = Stage::open(
+        root,
+        "trained_amortised",
+        &json!({"train": train_fp, "ttt_steps": 0}),
+    )?;
+    let amortised = ModeResult::new(
+        "trained, amortised",
+        run_items(&st, &test, false, &|v| {
+            infer_video(&trained, v, 0).map(|(r, _)| r)
+        })?,
+    );
+    let st = Stage::open(
+        root,
+        "trained_ttt50",
+        &json!({"train": train_fp, "ttt_steps": 50}),
+    )?;
+    let ttt = ModeResult::new(
+        "trained + 50 TTT steps",
+        run_items(&st, &test, false, &|v| {
+            infer_video(&trained, v, 50).map(|(r, _)| r)
+        })?,
+    );
+    timed("training and inference", t0);
+
+    let outcome = Outcome {
+        profile: s.profile,
+        data,
+        manifest,
+        fit_nsub,
+        fit_step,
+        zs_nsub,
+        zs_step,
+        amortised,
+        ttt,
+        train_config: cfg,
+        train_seconds,
+        train_epochs: epochs,
+        best_epoch,
+        stopped_early: stopped,
+        explain,
+        stage_seconds,
+    };
+    log("writing the report and figures");
+    report::write_report(root, &outcome)
+}

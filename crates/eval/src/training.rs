@@ -1,0 +1,215 @@
+//! Training and trained-model inference on datasets and videos (model crate + data layer).
+
+use crate::plots::{BLUE_DIFFUSION, GREY, Plot, RED_MOBILITY, Series, save_plot};
+use crate::results::SimResult;
+use anyhow::{Context, Result, anyhow, bail};
+use rayon::prelude::*;
+use safe_data::dataset::Manifest;
+use safe_data::{MetaOverrides, Video};
+use safe_model::config::Config;
+use safe_model::infer::{InferOutput, infer};
+use safe_model::model::SafePitCm;
+use safe_model::train::{EpochRecord, Progress, TrainOutcome, TrainVideo, load_model, train};
+use safe_physics::SubSteps;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+/// The SAFE operator's sub-steps for a video under `cfg` (`auto` = its save_interval).
+pub fn n_sub_for(cfg: &Config, v: &Video) -> Result<SubSteps> {
+    Ok(match cfg.n_sub().map_err(|e| anyhow!(e))? {
+        Some(n) => n,
+        None => match v.meta.save_interval {
+            Some(s) => SubSteps::Finite(s as u32),
+            None => SubSteps::Infinite,
+        },
+    })
+}
+
+/// A loaded video in the form training and inference use.
+pub fn prepare(cfg: &Config, v: &Video) -> Result<TrainVideo> {
+    let frames = v.canonical_frames(1);
+    Ok(TrainVideo::new(
+        &v.source.display().to_string(),
+        &frames,
+        v.grid,
+        v.dt_between(1),
+        n_sub_for(cfg, v)?,
+        v.alpha_true().map(f64::abs),
+        cfg.model.pool,
+        cfg.model.bands,
+    ))
+}
+
+/// Load the videos of a split of a generated dataset, in parallel.
+pub fn load_split(data: &Path, split: &str, part: &str) -> Result<Vec<Video>> {
+    let m = Manifest::load(data).map_err(|e| anyhow!(e))?;
+    let sp = m.splits.get(split).ok_or_else(|| {
+        anyhow!(
+            "{}: no split '{split}' (have: {})",
+            data.display(),
+            m.splits.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let ids = match part {
+        "train" => &sp.train,
+        "val" => &sp.val,
+        _ => &sp.test,
+    };
+    ids.par_iter()
+        .map(|&i| {
+            let dir = m.sim_dir(data, i);
+            Video::load_sim_dir(&dir, &MetaOverrides::default()).map_err(|e| anyhow!("{e}"))
+        })
+        .collect()
+}
+
+/// Train on a dataset folder; writes the model, its config, curves and checkpoints to `out`.
+pub fn train_on(
+    data: &Path,
+    split: &str,
+    out: &Path,
+    cfg: &Config,
+    resume: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TrainOutcome> {
+    let prep = |vs: Vec<Video>| -> Result<Vec<TrainVideo>> {
+        vs.par_iter().map(|v| prepare(cfg, v)).collect()
+    };
+    let train_v = prep(load_split(data, split, "train")?)?;
+    let val_v = prep(load_split(data, split, "val")?)?;
+    if train_v.is_empty() {
+        bail!(
+            "split '{split}' of {} has no training videos",
+            data.display()
+        );
+    }
+    let outcome =
+        train(cfg, &train_v, &val_v, out, resume, progress).map_err(|e| anyhow!("{e}"))?;
+    write_curves(out, &outcome.state.history)?;
+    Ok(outcome)
+}
+
+/// `history.csv` and `training_curves.png/svg`.
+pub fn write_curves(out: &Path, h: &[EpochRecord]) -> Result<()> {
+    let mut csv = String::from(
+        "epoch,phase,train_loss,val_loss,val_safe_loss,val_mae,lr_estimator,lr_codec,seconds\n",
+    );
+    for r in h {
+        let mae = r.val_mae.map(|m| format!("{m:.6e}")).unwrap_or_default();
+        writeln!(
+            csv,
+            "{},{},{:.6e},{:.6e},{:.6e},{mae},{:.3e},{:.3e},{:.2}",
+            r.epoch,
+            r.phase,
+            r.train_loss,
+            r.val_loss,
+            r.val_safe,
+            r.lr_estimator,
+            r.lr_codec,
+            r.seconds
+        )?;
+    }
+    safe_data::atomic::write_atomic(&out.join("history.csv"), csv.as_bytes(), true)?;
+    let pts = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
+        h.iter()
+            .filter_map(|r| f(r).map(|y| (r.epoch as f64, y)))
+            .collect()
+    };
+    save_plot(
+        &out.join("training_curves"),
+        &Plot {
+            title: "Training curves (phase 1: estimator only; phase 2: all)".into(),
+            x_label: "epoch".into(),
+            y_label: "loss / |alpha| error (normalised units)".into(),
+            log_x: false,
+            log_y: true,
+            series: vec![
+                Series {
+                    name: "train loss".into(),
+                    color: BLUE_DIFFUSION,
+                    points: pts(&|r| Some(r.train_loss)),
+                    markers: true,
+                    line: true,
+                },
+                Series {
+                    name: "validation loss".into(),
+                    color: RED_MOBILITY,
+                    points: pts(&|r| Some(r.val_loss)),
+                    markers: true,
+                    line: true,
+                },
+                Series {
+                    name: "validation MAE of |alpha|".into(),
+                    color: GREY,
+                    points: pts(&|r| r.val_mae),
+                    markers: true,
+                    line: true,
+                },
+            ],
+            diagonal: false,
+        },
+    )
+}
+
+/// A trained model and its configuration, loaded from a model folder.
+pub struct TrainedModel {
+    pub model: SafePitCm,
+    pub config: Config,
+}
+
+impl TrainedModel {
+    pub fn load(dir: &Path) -> Result<TrainedModel> {
+        let cp = dir.join("config.toml");
+        let text = std::fs::read_to_string(&cp)
+            .with_context(|| format!("{}: cannot read the model's configuration", cp.display()))?;
+        let config = Config::from_toml(&text).map_err(|e| anyhow!("{}: {e}", cp.display()))?;
+        let dev = burn::tensor::Device::flex().autodiff();
+        let model =
+            load_model(&dir.join("model.bpk"), &config, &dev).map_err(|e| anyhow!("{e}"))?;
+        Ok(TrainedModel { model, config })
+    }
+}
+
+/// Infer one video with a trained model; `Err` is a user-facing sentence.
+pub fn infer_video(
+    m: &TrainedModel,
+    v: &Video,
+    ttt_steps: usize,
+) -> std::result::Result<(SimResult, InferOutput), String> {
+    let t0 = std::time::Instant::now();
+    let tv = prepare(&m.config, v).map_err(|e| e.to_string())?;
+    let out = infer(&m.model, &m.config, &tv, ttt_steps);
+    if !out.alpha_abs.is_finite() {
+        return Err("the estimator returned a non-finite |alpha|".into());
+    }
+    let var = tv.norm.std.powi(2);
+    let p = out.curve.eval(out.alpha_abs, tv.n_sub);
+    let n = (out.curve.n_pairs * out.curve.n_pixels) as f64;
+    let stderr = if p.gauss_newton > 0.0 {
+        (2.0 * p.loss.max(0.0) / ((n - 1.0).max(1.0) * p.gauss_newton)).sqrt()
+    } else {
+        f64::INFINITY
+    };
+    let mut extra = BTreeMap::new();
+    extra.insert("ttt_steps".into(), serde_json::json!(ttt_steps));
+    extra.insert(
+        "alpha_amortised".into(),
+        serde_json::json!(v.process().sign() * out.amortised),
+    );
+    extra.insert("n_sub".into(), serde_json::json!(tv.n_sub.to_string()));
+    Ok((
+        SimResult {
+            path: v.source.display().to_string(),
+            process: v.process().to_string(),
+            alpha_true: v.alpha_true(),
+            alpha_hat: v.process().sign() * out.alpha_abs,
+            stderr,
+            safe_loss: out.safe_loss * var,
+            seconds: t0.elapsed().as_secs_f64(),
+            recon_error: Some(out.recon * var),
+            extra,
+        },
+        out,
+    ))
+}

@@ -1,0 +1,205 @@
+//! Inference with a trained model (paper 3.1): amortised (one forward pass) or refined by
+//! test-time training (phase-1 steps on the estimator, then phase-2 steps on everything).
+
+use crate::config::Config;
+use crate::fused::HostEstimator;
+use crate::loss::alpha_objective;
+use crate::model::SafePitCm;
+use crate::pooling::{Symmetry, pool_frames};
+use crate::train::{Phase2Cache, TrainVideo, latent_of, phase2_step};
+use crate::zero_shot::to_vec;
+
+use burn::module::Module;
+use burn::optim::AdamConfig;
+use burn::tensor::{Device, Tensor, TensorData};
+use safe_physics::fit::{SafeLossCurve, VideoSpectra};
+
+/// The automatic test-time learning rate.
+///
+/// A fresh Adam's first steps move every parameter by about `lr` in the sign of its
+/// gradient, so `|alpha|` moves by `lr * sum_i |d alpha / d theta_i|` whatever the remaining
+/// error: at the training rate that is ~0.17 here (measured), far more than a trained model's
+/// ~0.007 error, and 50 steps of oscillation around the optimum followed. So the first move
+/// is matched to the Newton distance `|L'| / L''` of the SAFE loss at the current estimate,
+/// capped at the training rate; the rate is then annealed to zero (cosine).
+fn newton_matched_lr(
+    model: &SafePitCm,
+    curve: &SafeLossCurve,
+    v: &TrainVideo,
+    pooled: &[f32],
+    feats: Option<&[f32]>,
+    cfg: &Config,
+) -> f64 {
+    let host = HostEstimator::from_module(&model.estimator);
+    let (a, cache) = host.forward(pooled, feats, v.t);
+    let (_, g) = alpha_objective(curve, v.n_sub, a as f64, &cfg.loss, None);
+    let p = curve.eval(a as f64, v.n_sub);
+    let h = cfg.loss.phys * if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
+    // Beyond the von Neumann limit of the sub-steps the loss is a blown-up polynomial and
+    // its Newton step meaningless: aim for the middle of the stable range instead.
+    let stable_max = match v.n_sub {
+        safe_physics::SubSteps::Finite(n) => 2.0 / (v.dt_save / n as f64 * v.grid.lambda_max()),
+        safe_physics::SubSteps::Infinite => f64::INFINITY,
+    };
+    let a = a as f64;
+    let delta = if a > stable_max {
+        a - 0.5 * stable_max
+    } else if h > 0.0 && h.is_finite() {
+        g.abs() / h
+    } else {
+        f64::INFINITY
+    };
+    let grads = host.backward(&cache, 1.0);
+    let s: f64 = [
+        &grads.w1,
+        &grads.b1,
+        &grads.w2,
+        &grads.b2,
+        &grads.wq,
+        &grads.bq,
+        &grads.wk,
+        &grads.bk,
+        &grads.wv,
+        &grads.bv,
+        &grads.wo,
+        &grads.bo,
+        &grads.gamma,
+        &grads.beta,
+        &grads.w3,
+        &grads.b3,
+        &grads.w4,
+        &grads.b4,
+        &grads.wb,
+        &grads.bb,
+    ]
+    .iter()
+    .flat_map(|v| v.iter())
+    .map(|x| x.abs() as f64)
+    .sum();
+    let lr = if s > 0.0 {
+        delta / s
+    } else {
+        cfg.train.lr_estimator
+    };
+    if lr.is_finite() {
+        lr.clamp(1e-7, cfg.train.lr_estimator)
+    } else {
+        cfg.train.lr_estimator
+    }
+}
+
+/// What inference produces for one video.
+pub struct InferOutput {
+    pub alpha_abs: f64,
+    /// `|alpha|` before any test-time training (the amortised estimate).
+    pub amortised: f64,
+    /// SAFE loss at the estimate, normalised units.
+    pub safe_loss: f64,
+    /// Mean `||V_hat - V||^2`, normalised units.
+    pub recon: f64,
+    pub curve: SafeLossCurve,
+    pub ttt_steps: usize,
+}
+
+/// Infer `|alpha|` for one prepared video with a copy of `trained`.
+pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize) -> InferOutput {
+    let mut model = trained.clone();
+    let p = model.estimator.pool_size();
+    let lat = latent_of(&model, v);
+    let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
+    let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
+    let mut curve = SafeLossCurve::new(&VideoSpectra::compute(&refs, &v.grid), v.dt_save);
+    let mut feats = v.features_of_latent(&lat);
+    let amortised = HostEstimator::from_module(&model.estimator)
+        .forward(&pooled, feats.as_deref(), v.t)
+        .0 as f64;
+    let n1 = if cfg.ttt.phase2 {
+        (ttt_steps as f64 * cfg.ttt.phase1_fraction).round() as usize
+    } else {
+        ttt_steps
+    };
+    let n2 = ttt_steps - n1;
+    let plain = Device::flex();
+    let lw = &cfg.loss;
+    let adam = AdamConfig::new().with_epsilon(cfg.train.adam_epsilon);
+    // Phase 1: estimator only on the frozen latent (the SAFE loss is the curve).
+    let mut opt_est = adam.init();
+    let lr0 = if cfg.ttt.lr_estimator > 0.0 {
+        cfg.ttt.lr_estimator
+    } else {
+        newton_matched_lr(&model, &curve, v, &pooled, feats.as_deref(), cfg)
+    };
+    for k in 0..n1 {
+        let host = HostEstimator::from_module(&model.estimator);
+        let (a, cache) = host.forward(&pooled, feats.as_deref(), v.t);
+        let (_, g) = alpha_objective(&curve, v.n_sub, a as f64, lw, None);
+        let gp = host
+            .backward(&cache, g as f32)
+            .into_params(&model.estimator, &plain);
+        let lr = lr0 * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / n1 as f64).cos());
+        model.estimator = opt_est.step(lr, model.estimator, gp);
+    }
+    // Phase 2: everything, through the SAFE layer.
+    if n2 > 0 {
+        let dev = Device::flex().autodiff();
+        let mut opts = crate::train::Optimisers::fresh(cfg);
+        opts.est = opt_est;
+        let mut cache = Phase2Cache::of(&model, v, p);
+        let w = if cfg.ttt.window == 0 {
+            v.t
+        } else {
+            cfg.ttt.window.min(v.t)
+        };
+        for s in 0..n2 {
+            // Windows sweep the video deterministically.
+            let start = if w < v.t { (s * w) % (v.t - w + 1) } else { 0 };
+            phase2_step(
+                cfg,
+                &mut model,
+                &mut opts,
+                (cfg.train.lr_estimator, cfg.train.lr_codec),
+                v,
+                start,
+                w,
+                &mut cache,
+                &dev,
+            );
+        }
+    }
+    // Final estimate on the (possibly refined) latent.
+    let (lat, pooled) = if n2 > 0 {
+        let lat = latent_of(&model, v);
+        let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
+        let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
+        curve = SafeLossCurve::new(&VideoSpectra::compute(&refs, &v.grid), v.dt_save);
+        feats = v.features_of_latent(&lat);
+        (lat, pooled)
+    } else {
+        (lat, pooled)
+    };
+    let alpha_abs = HostEstimator::from_module(&model.estimator)
+        .forward(&pooled, feats.as_deref(), v.t)
+        .0 as f64;
+    let dec = model.decoder.valid();
+    let recon = if dec.is_identity() && lat == v.frames {
+        0.0
+    } else {
+        let x =
+            Tensor::<4>::from_data(TensorData::new(lat, [v.t, 1, v.grid.nx, v.grid.ny]), &plain);
+        let rec = to_vec(dec.forward_frozen(x));
+        rec.iter()
+            .zip(&v.frames)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            / v.frames.len() as f64
+    };
+    let safe_loss = curve.eval(alpha_abs, v.n_sub).loss.max(0.0);
+    InferOutput {
+        alpha_abs,
+        amortised,
+        safe_loss,
+        recon,
+        curve,
+        ttt_steps,
+    }
+}

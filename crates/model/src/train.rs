@@ -1,0 +1,807 @@
+//! Two-phase training (paper 2.6 and 3.1) with atomic per-epoch checkpoints and resume.
+//!
+//! Phase 1 (the first `phase1_fraction` of the epochs): encoder and decoder frozen. Their
+//! projections are zero, so the latent is exactly the normalised video and every video's
+//! SAFE loss is a closed-form function of `|alpha|`: only the estimator runs (fused pass),
+//! on randomly shifted and reflected views of the training videos. Phase 2: everything
+//! trains with `w_phys >> w_recon`, through the SAFE layer op and burn's autodiff; the
+//! `cpu` profile feeds each step a window of consecutive frames (the estimator still sees
+//! the whole video: the other frames' pooled latents come from a cache refreshed as
+//! windows pass). Adam at 5e-3 (estimator) and 1e-3 (encoder/decoder), ReduceLROnPlateau
+//! (0.5, patience 5) and early stopping (patience 5) on the validation loss.
+//!
+//! A checkpoint is written after every epoch into a fresh folder that is renamed into place
+//! and then named in `LATEST` (also renamed into place): `kill -9` at any moment leaves the
+//! previous complete checkpoint, so a resumed run loses at most the epoch in progress.
+
+use crate::bands::{band_features, band_log_energies};
+use crate::config::Config;
+use crate::fused::{HostEstimator, HostGrads};
+use crate::loss::{alpha_objective, bounds_loss, bounds_value, mse, safe_loss};
+use crate::model::SafePitCm;
+use crate::pooling::{Symmetry, pool_frames};
+use crate::safe_layer::{SafeSpec, safe_propagate};
+use crate::zero_shot::{Normalisation, to_vec};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng, seq::SliceRandom};
+use safe_physics::batch::Kernel;
+use safe_physics::fit::{SafeLossCurve, VideoSpectra};
+use safe_physics::{Grid, SubSteps};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One training or validation video, prepared once: normalised, in stable order.
+pub struct TrainVideo {
+    pub name: String,
+    pub grid: Grid,
+    pub dt_save: f64,
+    pub n_sub: SubSteps,
+    /// Normalised frames `[t, nx, ny]`.
+    pub frames: Vec<f32>,
+    pub t: usize,
+    pub alpha_abs: Option<f64>,
+    pub norm: Normalisation,
+    /// SAFE loss of the identity latent (phase 1 and TTT phase 1).
+    pub curve: SafeLossCurve,
+    /// The un-augmented pooled frames `[t, p*p]`.
+    pub pooled: Vec<f32>,
+    /// Log band energies `[t][k]` of the identity latent (empty without band features),
+    /// and the energy floor they used.
+    pub log_e: Vec<f32>,
+    pub band_floor: f64,
+    pub bands: usize,
+}
+
+impl TrainVideo {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        frames: &[&[f32]],
+        grid: Grid,
+        dt_save: f64,
+        n_sub: SubSteps,
+        alpha_abs: Option<f64>,
+        pool: usize,
+        bands: usize,
+    ) -> TrainVideo {
+        let norm = Normalisation::of(frames);
+        let data = norm.apply(frames);
+        let refs: Vec<&[f32]> = data.chunks_exact(grid.len()).collect();
+        let spectra = VideoSpectra::compute(&refs, &grid);
+        let curve = SafeLossCurve::new(&spectra, dt_save);
+        let (log_e, band_floor) = if bands > 0 {
+            band_log_energies(&spectra, bands, None)
+        } else {
+            (Vec::new(), 0.0)
+        };
+        let pooled = pool_frames(
+            &data,
+            frames.len(),
+            grid.nx,
+            grid.ny,
+            pool,
+            &Symmetry::IDENTITY,
+        );
+        TrainVideo {
+            name: name.to_string(),
+            grid,
+            dt_save,
+            n_sub,
+            t: frames.len(),
+            frames: data,
+            alpha_abs,
+            norm,
+            curve,
+            pooled,
+            log_e,
+            band_floor,
+            bands,
+        }
+    }
+
+    /// Band features `[t][2k]` from log energies (`None` without band features).
+    pub fn features_from(&self, log_e: &[f32]) -> Option<Vec<f32>> {
+        (self.bands > 0).then(|| band_features(log_e, self.t, self.bands))
+    }
+
+    /// Band features of a latent `[t, nx, ny]` of this video.
+    pub fn features_of_latent(&self, lat: &[f32]) -> Option<Vec<f32>> {
+        if self.bands == 0 {
+            return None;
+        }
+        let refs: Vec<&[f32]> = lat.chunks_exact(self.grid.len()).collect();
+        let (le, _) = band_log_energies(
+            &VideoSpectra::compute(&refs, &self.grid),
+            self.bands,
+            Some(self.band_floor),
+        );
+        self.features_from(&le)
+    }
+
+    fn isotropic(&self) -> bool {
+        self.grid.dx == self.grid.dy
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{path}: {msg}")]
+    Checkpoint { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Io(String),
+    #[error("no training videos")]
+    NoData,
+}
+
+/// One row of the training curves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub phase: u8,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_safe: f64,
+    pub val_mae: Option<f64>,
+    pub lr_estimator: f64,
+    pub lr_codec: f64,
+    pub seconds: f64,
+}
+
+/// ReduceLROnPlateau / early stopping bookkeeping (burn has no plateau scheduler; the LR
+/// is an argument of every optimiser step).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plateau {
+    pub best: f64,
+    pub bad: usize,
+}
+
+impl Plateau {
+    fn new() -> Plateau {
+        Plateau {
+            best: f64::INFINITY,
+            bad: 0,
+        }
+    }
+
+    /// Record a value; true when `patience` epochs passed without improvement (then resets).
+    fn step(&mut self, v: f64, patience: usize) -> bool {
+        if v < self.best * (1.0 - 1e-4) {
+            self.best = v;
+            self.bad = 0;
+            false
+        } else {
+            self.bad += 1;
+            if self.bad > patience {
+                self.bad = 0;
+                true
+            } else {
+                false
+            }
+        }
+    }
+}
+
+/// Everything besides weights and optimiser moments that a resumed run needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    pub epochs_done: usize,
+    pub lr_estimator: f64,
+    pub lr_codec: f64,
+    pub plateau: Plateau,
+    pub early: Plateau,
+    pub best_val: f64,
+    pub best_epoch: Option<usize>,
+    pub stopped_early: bool,
+    pub history: Vec<EpochRecord>,
+}
+
+/// What a step of training reports.
+pub enum Progress<'a> {
+    Epoch { epoch: usize, of: usize, phase: u8 },
+    Step { done: usize, of: usize, loss: f64 },
+    EpochDone(&'a EpochRecord),
+}
+
+pub struct TrainOutcome {
+    pub model: SafePitCm,
+    pub state: TrainState,
+}
+
+fn ck_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    }
+}
+
+fn write_text_atomic(path: &Path, text: &str) -> Result<(), TrainError> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| TrainError::Io(format!("{}: {e}", path.display())))
+}
+
+/// The checkpoint folder named by `dir/LATEST`, if any.
+pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
+    let name = std::fs::read_to_string(dir.join("LATEST")).ok()?;
+    let p = dir.join(name.trim());
+    p.is_dir().then_some(p)
+}
+
+/// Adam for the estimator and Adam for the encoder and decoder (two learning rates).
+pub(crate) struct Optimisers {
+    pub(crate) est: ModuleOptimizer,
+    pub(crate) codec: ModuleOptimizer,
+}
+
+impl Optimisers {
+    pub(crate) fn fresh(cfg: &Config) -> Optimisers {
+        let adam = AdamConfig::new().with_epsilon(cfg.train.adam_epsilon);
+        Optimisers {
+            est: adam.init(),
+            codec: adam.init(),
+        }
+    }
+}
+
+fn new_optimisers(cfg: &Config) -> Optimisers {
+    Optimisers::fresh(cfg)
+}
+
+fn save_checkpoint(
+    dir: &Path,
+    epoch: usize,
+    model: &SafePitCm,
+    best: &SafePitCm,
+    opt: &Optimisers,
+    st: &TrainState,
+) -> Result<(), TrainError> {
+    let name = format!("ckpt-{epoch:06}");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| ck_err(&tmp, e))?;
+    model
+        .clone()
+        .save_file(tmp.join("model.bpk"))
+        .map_err(|e| ck_err(&tmp, e))?;
+    best.clone()
+        .save_file(tmp.join("best.bpk"))
+        .map_err(|e| ck_err(&tmp, e))?;
+    opt.est
+        .save(tmp.join("opt_estimator.bpk"))
+        .map_err(|e| ck_err(&tmp, e))?;
+    opt.codec
+        .save(tmp.join("opt_codec.bpk"))
+        .map_err(|e| ck_err(&tmp, e))?;
+    let state = serde_json::to_string_pretty(st).map_err(|e| ck_err(&tmp, e))?;
+    std::fs::write(tmp.join("state.json"), state).map_err(|e| ck_err(&tmp, e))?;
+    let dest = dir.join(&name);
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::rename(&tmp, &dest).map_err(|e| ck_err(&dest, e))?;
+    write_text_atomic(&dir.join("LATEST"), &name)?;
+    // Older checkpoints are no longer named anywhere.
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("ckpt-") && n != name {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Load a model from a burnpack file into a fresh model of `cfg`, with a clear error for a
+/// corrupt file or one written for another architecture.
+pub fn load_model(path: &Path, cfg: &Config, dev: &Device) -> Result<SafePitCm, TrainError> {
+    if !path.is_file() {
+        return Err(ck_err(path, "file not found"));
+    }
+    let fresh = SafePitCm::new(&cfg.model, dev);
+    fresh.try_load_file(path).map_err(|e| {
+        ck_err(
+            path,
+            format!(
+                "cannot load model (corrupt file, or written for another model configuration): {e}"
+            ),
+        )
+    })
+}
+
+fn load_checkpoint(
+    ck: &Path,
+    cfg: &Config,
+    dev: &Device,
+) -> Result<(SafePitCm, SafePitCm, Optimisers, TrainState), TrainError> {
+    let model = load_model(&ck.join("model.bpk"), cfg, dev)?;
+    let best = load_model(&ck.join("best.bpk"), cfg, dev)?;
+    let o = new_optimisers(cfg);
+    let est = o
+        .est
+        .load(ck.join("opt_estimator.bpk"))
+        .map_err(|e| ck_err(ck, format!("optimiser state: {e}")))?;
+    let codec = o
+        .codec
+        .load(ck.join("opt_codec.bpk"))
+        .map_err(|e| ck_err(ck, format!("optimiser state: {e}")))?;
+    let st: TrainState = std::fs::read_to_string(ck.join("state.json"))
+        .map_err(|e| ck_err(ck, e))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| ck_err(&ck.join("state.json"), e)))?;
+    Ok((model, best, Optimisers { est, codec }, st))
+}
+
+fn rng_for(seed: u64, epoch: usize) -> rand_chacha::ChaCha8Rng {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(epoch as u64 + 1);
+    r
+}
+
+/// Phase-1 epoch: estimator only, fused pass, augmented views. Returns the mean loss.
+fn phase1_epoch(
+    cfg: &Config,
+    model: &mut SafePitCm,
+    opt: &mut Optimisers,
+    lr: f64,
+    train: &[TrainVideo],
+    epoch: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> f64 {
+    let mut rng = rng_for(cfg.train.seed, epoch);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut rng);
+    let plain = Device::flex();
+    let p = model.estimator.pool_size();
+    let (mut total, mut n) = (0.0, 0usize);
+    let batches: Vec<&[usize]> = order.chunks(cfg.train.batch_videos).collect();
+    for (bi, batch) in batches.iter().enumerate() {
+        let host = HostEstimator::from_module(&model.estimator);
+        let mut acc: Option<HostGrads> = None;
+        for &i in batch.iter() {
+            let v = &train[i];
+            let pooled = if cfg.train.augment {
+                let s = Symmetry::random(&mut rng, v.grid.nx, v.grid.ny, v.isotropic());
+                pool_frames(&v.frames, v.t, v.grid.nx, v.grid.ny, p, &s)
+            } else {
+                v.pooled.clone()
+            };
+            let feats = v.features_from(&v.log_e);
+            let (a, cache) = host.forward(&pooled, feats.as_deref(), v.t);
+            let (l, g) = alpha_objective(&v.curve, v.n_sub, a as f64, &cfg.loss, v.alpha_abs);
+            total += l;
+            n += 1;
+            let gr = host.backward(&cache, (g / batch.len() as f64) as f32);
+            acc = Some(match acc {
+                None => gr,
+                Some(x) => x.add(gr),
+            });
+        }
+        if let Some(gr) = acc {
+            let gp = gr.into_params(&model.estimator, &plain);
+            model.estimator = opt.est.step(lr, model.estimator.clone(), gp);
+        }
+        progress(Progress::Step {
+            done: bi + 1,
+            of: batches.len(),
+            loss: total / n.max(1) as f64,
+        });
+    }
+    total / n.max(1) as f64
+}
+
+/// Per-frame estimator inputs of a video's latent during phase 2, refreshed window by
+/// window so the estimator always sees the whole video.
+pub(crate) struct Phase2Cache {
+    pub(crate) pooled: Vec<f32>,
+    pub(crate) log_e: Vec<f32>,
+}
+
+impl Phase2Cache {
+    pub(crate) fn of(model: &SafePitCm, v: &TrainVideo, p: usize) -> Phase2Cache {
+        let lat = latent_of(model, v);
+        let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
+        let log_e = if v.bands > 0 {
+            let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
+            band_log_energies(
+                &VideoSpectra::compute(&refs, &v.grid),
+                v.bands,
+                Some(v.band_floor),
+            )
+            .0
+        } else {
+            Vec::new()
+        };
+        Phase2Cache { pooled, log_e }
+    }
+}
+
+/// The SAFE layer settings of a video.
+fn spec_of(cfg: &Config, v: &TrainVideo) -> SafeSpec {
+    let kernel: Kernel = cfg.train.kernel.parse().unwrap_or(Kernel::Spectral);
+    SafeSpec {
+        dx: v.grid.dx,
+        dy: v.grid.dy,
+        dt_save: v.dt_save,
+        n_sub: v.n_sub,
+        kernel,
+    }
+}
+
+/// One phase-2 step on frames `[start, start+w)` of a video: full autodiff through the
+/// encoder, estimator, SAFE layer and decoder. `cache` holds the pooled latents of the
+/// video's other frames. Returns the step's loss.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn phase2_step(
+    cfg: &Config,
+    model: &mut SafePitCm,
+    opt: &mut Optimisers,
+    lrs: (f64, f64),
+    v: &TrainVideo,
+    start: usize,
+    w: usize,
+    cache: &mut Phase2Cache,
+    dev: &Device,
+) -> f64 {
+    let (nx, ny) = (v.grid.nx, v.grid.ny);
+    let n = nx * ny;
+    let p = model.estimator.pool_size();
+    let pp = p * p;
+    let win = &v.frames[start * n..(start + w) * n];
+    let x = Tensor::<4>::from_data(TensorData::new(win.to_vec(), [w, 1, nx, ny]), dev);
+    let f = model.encoder.forward(x.clone());
+    let pooled_w = model.estimator.pool(f.clone()); // [w, 1, p, p]
+    // Band features of the fresh window (detached: a constant input), the rest cached.
+    let bands = if v.bands > 0 {
+        let fw = to_vec(f.clone().inner());
+        let refs: Vec<&[f32]> = fw.chunks_exact(n).collect();
+        let (le, _) = band_log_energies(
+            &VideoSpectra::compute(&refs, &v.grid),
+            v.bands,
+            Some(v.band_floor),
+        );
+        cache.log_e[start * v.bands..(start + w) * v.bands].copy_from_slice(&le);
+        let feats = band_features(&cache.log_e, v.t, v.bands);
+        Some(Tensor::<2>::from_data(
+            TensorData::new(feats, [v.t, 2 * v.bands]),
+            dev,
+        ))
+    } else {
+        None
+    };
+    let cache = &mut cache.pooled;
+    // The estimator sees every frame: cached pooled latents around the fresh window.
+    let pooled_all = if w == v.t {
+        pooled_w.clone()
+    } else {
+        let before = Tensor::<4>::from_data(
+            TensorData::new(cache[..start * pp].to_vec(), [start, 1, p, p]),
+            dev,
+        );
+        let after_n = v.t - start - w;
+        let after = Tensor::<4>::from_data(
+            TensorData::new(cache[(start + w) * pp..].to_vec(), [after_n, 1, p, p]),
+            dev,
+        );
+        let mut parts = Vec::new();
+        if start > 0 {
+            parts.push(before);
+        }
+        parts.push(pooled_w.clone());
+        if after_n > 0 {
+            parts.push(after);
+        }
+        Tensor::cat(parts, 0)
+    };
+    let a = model.estimator.forward_pooled(pooled_all, bands, 1, v.t);
+    let f3: Tensor<3> = f.clone().reshape([w, nx, ny]);
+    let pred = safe_propagate(
+        f3.clone().slice_dim(0, 0..w - 1),
+        a.clone().expand([w - 1]),
+        &spec_of(cfg, v),
+    );
+    let l_phys = safe_loss(pred, f3.slice_dim(0, 1..w));
+    let vhat = model.decoder.forward(f.clone());
+    let lw = &cfg.loss;
+    let mut total = l_phys.mul_scalar(lw.phys)
+        + mse(vhat, x.clone()).mul_scalar(lw.recon)
+        + mse(f, x).mul_scalar(lw.identity)
+        + bounds_loss(a.clone(), lw.alpha_min, lw.alpha_max).mul_scalar(lw.bounds);
+    if let (Some(t), true) = (v.alpha_abs, lw.alpha_supervised > 0.0) {
+        total = total
+            + a.sub_scalar(t)
+                .powi_scalar(2)
+                .mul_scalar(lw.alpha_supervised);
+    }
+    let loss: f64 = total.clone().into_scalar::<f64>();
+    let mut grads = total.backward();
+    let g_est = GradientsParams::from_module(&mut grads, &model.estimator);
+    let g_enc = GradientsParams::from_module(&mut grads, &model.encoder);
+    let g_dec = GradientsParams::from_module(&mut grads, &model.decoder);
+    // Refresh the cache with the window's (detached) pooled latents.
+    let fresh = to_vec(pooled_w.inner());
+    cache[start * pp..(start + w) * pp].copy_from_slice(&fresh);
+    model.estimator = opt.est.step(lrs.0, model.estimator.clone(), g_est);
+    model.encoder = opt.codec.step(lrs.1, model.encoder.clone(), g_enc);
+    model.decoder = opt.codec.step(lrs.1, model.decoder.clone(), g_dec);
+    loss
+}
+
+#[allow(clippy::too_many_arguments)]
+fn phase2_epoch(
+    cfg: &Config,
+    model: &mut SafePitCm,
+    opt: &mut Optimisers,
+    lrs: (f64, f64),
+    train: &[TrainVideo],
+    caches: &mut [Phase2Cache],
+    epoch: usize,
+    dev: &Device,
+    progress: &mut dyn FnMut(Progress),
+) -> f64 {
+    let mut rng = rng_for(cfg.train.seed, epoch);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut rng);
+    let steps = order.len() * cfg.train.phase2_steps_per_video;
+    let (mut total, mut done) = (0.0, 0usize);
+    for &i in &order {
+        let v = &train[i];
+        for _ in 0..cfg.train.phase2_steps_per_video {
+            let w = if cfg.train.phase2_window == 0 {
+                v.t
+            } else {
+                cfg.train.phase2_window.min(v.t)
+            };
+            let start = if w < v.t {
+                rng.random_range(0..=v.t - w)
+            } else {
+                0
+            };
+            total += phase2_step(cfg, model, opt, lrs, v, start, w, &mut caches[i], dev);
+            done += 1;
+            progress(Progress::Step {
+                done,
+                of: steps,
+                loss: total / done as f64,
+            });
+        }
+    }
+    total / done.max(1) as f64
+}
+
+/// Latent of a whole video with the current (frozen, eval-mode) encoder.
+pub fn latent_of(model: &SafePitCm, v: &TrainVideo) -> Vec<f32> {
+    let enc = model.encoder.valid();
+    if enc.is_identity() {
+        return v.frames.clone();
+    }
+    let x = Tensor::<4>::from_data(
+        TensorData::new(v.frames.clone(), [v.t, 1, v.grid.nx, v.grid.ny]),
+        &Device::flex(),
+    );
+    to_vec(enc.forward(x))
+}
+
+/// Validation: `(loss, SAFE loss, MAE of |alpha|)` over the videos, with the model in eval
+/// mode on whole videos.
+pub fn validate(cfg: &Config, model: &SafePitCm, val: &[TrainVideo]) -> (f64, f64, Option<f64>) {
+    if val.is_empty() {
+        return (f64::NAN, f64::NAN, None);
+    }
+    let host = HostEstimator::from_module(&model.estimator);
+    let p = model.estimator.pool_size();
+    let identity = model.encoder.valid().is_identity() && model.decoder.valid().is_identity();
+    let lw = &cfg.loss;
+    let (mut loss, mut safe, mut err, mut n_err) = (0.0, 0.0, 0.0, 0usize);
+    for v in val {
+        let (a, l_safe, extra) = if identity {
+            let (a, _) = host.forward(&v.pooled, v.features_from(&v.log_e).as_deref(), v.t);
+            let a = a as f64;
+            (a, v.curve.eval(a, v.n_sub).loss, 0.0)
+        } else {
+            let lat = latent_of(model, v);
+            let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
+            let (a, _) = host.forward(&pooled, v.features_of_latent(&lat).as_deref(), v.t);
+            let a = a as f64;
+            let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
+            let curve = SafeLossCurve::new(&VideoSpectra::compute(&refs, &v.grid), v.dt_save);
+            let dec = model.decoder.valid();
+            let x = Tensor::<4>::from_data(
+                TensorData::new(lat.clone(), [v.t, 1, v.grid.nx, v.grid.ny]),
+                &Device::flex(),
+            );
+            let rec = to_vec(dec.forward_frozen(x));
+            let n = v.frames.len() as f64;
+            let l_rec = rec
+                .iter()
+                .zip(&v.frames)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>()
+                / n;
+            let l_id = lat
+                .iter()
+                .zip(&v.frames)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>()
+                / n;
+            (
+                a,
+                curve.eval(a, v.n_sub).loss,
+                lw.recon * l_rec + lw.identity * l_id,
+            )
+        };
+        let (b, _) = bounds_value(a, lw.alpha_min, lw.alpha_max);
+        loss += lw.phys * l_safe + lw.bounds * b + extra;
+        safe += l_safe;
+        if let Some(t) = v.alpha_abs {
+            err += (a - t).abs();
+            n_err += 1;
+        }
+    }
+    let n = val.len() as f64;
+    (loss / n, safe / n, (n_err > 0).then(|| err / n_err as f64))
+}
+
+/// Train (or resume) into `dir`. The resolved configuration is written to
+/// `dir/config.toml`; resuming requires the same configuration.
+pub fn train(
+    cfg: &Config,
+    train: &[TrainVideo],
+    val: &[TrainVideo],
+    dir: &Path,
+    resume: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TrainOutcome, TrainError> {
+    cfg.validate().map_err(TrainError::Config)?;
+    if train.is_empty() {
+        return Err(TrainError::NoData);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::Io(format!("{}: {e}", dir.display())))?;
+    // Debris of a killed checkpoint write.
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().contains(".tmp-") {
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+    }
+    let cfg_path = dir.join("config.toml");
+    let dev = Device::flex().autodiff();
+    let (mut model, mut best, mut opt, mut st) = match (resume, latest_checkpoint(dir)) {
+        (true, Some(ck)) => {
+            let saved = std::fs::read_to_string(&cfg_path).map_err(|e| ck_err(&cfg_path, e))?;
+            let saved = Config::from_toml(&saved).map_err(|e| ck_err(&cfg_path, e))?;
+            if saved != *cfg {
+                return Err(ck_err(
+                    &cfg_path,
+                    "the run being resumed used a different configuration (compare with --config)",
+                ));
+            }
+            let (m, b, o, s) = load_checkpoint(&ck, cfg, &dev)?;
+            (m, b, o, s)
+        }
+        (true, None) | (false, _) => {
+            if !resume && latest_checkpoint(dir).is_some() {
+                return Err(TrainError::Io(format!(
+                    "{} already holds a training run (pass --resume to continue it, or choose another --out)",
+                    dir.display()
+                )));
+            }
+            write_text_atomic(&cfg_path, &cfg.to_toml())?;
+            let m = SafePitCm::seeded(&cfg.model, &dev, cfg.train.seed);
+            let st = TrainState {
+                epochs_done: 0,
+                lr_estimator: cfg.train.lr_estimator,
+                lr_codec: cfg.train.lr_codec,
+                plateau: Plateau::new(),
+                early: Plateau::new(),
+                best_val: f64::INFINITY,
+                best_epoch: None,
+                stopped_early: false,
+                history: Vec::new(),
+            };
+            (m.clone(), m, new_optimisers(cfg), st)
+        }
+    };
+    let p1 = cfg.phase1_epochs();
+    let mut caches: Vec<Phase2Cache> = Vec::new();
+    while st.epochs_done < cfg.train.epochs && !st.stopped_early {
+        let epoch = st.epochs_done;
+        let phase: u8 = if epoch < p1 { 1 } else { 2 };
+        progress(Progress::Epoch {
+            epoch,
+            of: cfg.train.epochs,
+            phase,
+        });
+        let t0 = std::time::Instant::now();
+        if phase == 2 && epoch == p1 {
+            // Plateau tracking restarts for the new phase; early stopping counts epochs
+            // without beating the best validation loss of the whole run so far.
+            st.plateau = Plateau::new();
+            st.early = Plateau {
+                best: st.best_val,
+                bad: 0,
+            };
+        }
+        let train_loss = if phase == 1 {
+            phase1_epoch(
+                cfg,
+                &mut model,
+                &mut opt,
+                st.lr_estimator,
+                train,
+                epoch,
+                progress,
+            )
+        } else {
+            if caches.is_empty() {
+                let p = model.estimator.pool_size();
+                caches = train
+                    .iter()
+                    .map(|v| Phase2Cache::of(&model, v, p))
+                    .collect();
+            }
+            phase2_epoch(
+                cfg,
+                &mut model,
+                &mut opt,
+                (st.lr_estimator, st.lr_codec),
+                train,
+                &mut caches,
+                epoch,
+                &dev,
+                progress,
+            )
+        };
+        let (val_loss, val_safe, val_mae) =
+            validate(cfg, &model, if val.is_empty() { train } else { val });
+        if st.plateau.step(val_loss, cfg.train.plateau_patience) {
+            st.lr_estimator *= cfg.train.plateau_factor;
+            st.lr_codec *= cfg.train.plateau_factor;
+        }
+        // One validation loss across both phases (recon and identity terms are exactly 0
+        // while the codec is the identity), so phase 2 replaces the phase-1 model only if
+        // it is better on validation.
+        if val_loss < st.best_val || st.best_epoch.is_none() {
+            st.best_val = val_loss;
+            st.best_epoch = Some(epoch);
+            best = model.clone();
+        }
+        if phase == 2 && st.early.step(val_loss, cfg.train.early_stop_patience) {
+            st.stopped_early = true;
+        }
+        let rec = EpochRecord {
+            epoch,
+            phase,
+            train_loss,
+            val_loss,
+            val_safe,
+            val_mae,
+            lr_estimator: st.lr_estimator,
+            lr_codec: st.lr_codec,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        st.history.push(rec.clone());
+        st.epochs_done += 1;
+        save_checkpoint(dir, epoch, &model, &best, &opt, &st)?;
+        progress(Progress::EpochDone(&rec));
+    }
+    let final_path = dir.join("model.bpk");
+    let tmp = dir.join(format!(".model.bpk.tmp-{}.bpk", std::process::id()));
+    best.clone().save_file(&tmp).map_err(|e| ck_err(&tmp, e))?;
+    std::fs::rename(&tmp, &final_path).map_err(|e| ck_err(&final_path, e))?;
+    Ok(TrainOutcome {
+        model: best,
+        state: st,
+    })
+}
