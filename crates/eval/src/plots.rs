@@ -218,8 +218,13 @@ macro_rules! draw_with {
     ($chart:expr, $plot:expr, $xr:expr) => {{
         let chart = $chart;
         let plot = $plot;
-        for s in &plot.series {
+        let n_series = plot.series.len();
+        for (si, s) in plot.series.iter().enumerate() {
             let color = s.color;
+            // Earlier series are drawn wider, so a later one lying exactly on top of an
+            // earlier one leaves it visible as an outline.
+            let width = 2 + 2 * (n_series - 1 - si) as u32;
+            let radius = 4 + (n_series - 1 - si) as i32;
             let pts: Vec<(f64, f64)> = s
                 .points
                 .iter()
@@ -234,11 +239,11 @@ macro_rules! draw_with {
             let mut legend_done = false;
             if s.line && pts.len() > 1 {
                 chart
-                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                    .draw_series(LineSeries::new(pts.clone(), color.stroke_width(width)))
                     .map_err(err)?
                     .label(s.name.clone())
                     .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(width))
                     });
                 legend_done = true;
             }
@@ -255,7 +260,7 @@ macro_rules! draw_with {
             }
             if s.markers || !s.line {
                 let anno = chart
-                    .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, radius, color.filled())))
                     .map_err(err)?;
                 if !legend_done {
                     anno.label(s.name.clone())

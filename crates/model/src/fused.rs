@@ -852,7 +852,7 @@ fn put_opt(gp: &mut GradientsParams, p: &Option<Param<Tensor<1>>>, v: Vec<f32>, 
 
 impl HostGrads {
     /// Elementwise sum (gradients of several videos in one optimiser step).
-    pub fn add(mut self, o: HostGrads) -> HostGrads {
+    pub fn plus(mut self, o: HostGrads) -> HostGrads {
         let pairs = [
             (&mut self.w1, &o.w1),
             (&mut self.b1, &o.b1),

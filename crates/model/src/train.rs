@@ -383,7 +383,7 @@ fn phase1_epoch(
             let gr = host.backward(&cache, (g / batch.len() as f64) as f32);
             acc = Some(match acc {
                 None => gr,
-                Some(x) => x.add(gr),
+                Some(x) => x.plus(gr),
             });
         }
         if let Some(gr) = acc {

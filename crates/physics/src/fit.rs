@@ -99,6 +99,11 @@ pub struct SafeLossCurve {
     pub e: Vec<f64>,
     /// `sum_t |X_t+1 - X_t|^2`, per group.
     pub d: Vec<f64>,
+    /// Number of Fourier modes in each group (full spectrum).
+    pub count: Vec<f64>,
+    /// Per-pixel variance of white measurement noise whose expected contribution is
+    /// removed from the loss (0 = none); see [`SafeLossCurve::with_noise`].
+    pub noise_var: f64,
 }
 
 /// Value and first two derivatives of the SAFE loss at one `|alpha|`.
@@ -155,6 +160,7 @@ impl SafeLossCurve {
         let ng = nxh * nyh;
         let (mut a, mut e, mut d) = (vec![0.0; ng], vec![0.0; ng], vec![0.0; ng]);
         let mut mu = vec![0.0; ng];
+        let mut count = vec![0.0; ng];
         for ky in 0..nyh {
             let w = v.fft.weight(ky) * norm;
             for kx in 0..nx {
@@ -164,6 +170,7 @@ impl SafeLossCurve {
                 a[g] += w * s[0];
                 e[g] += w * s[1];
                 d[g] += w * s[2];
+                count[g] += v.fft.weight(ky);
                 mu[g] = mx[kf] + my[ky];
             }
         }
@@ -175,7 +182,22 @@ impl SafeLossCurve {
             a,
             e,
             d,
+            count,
+            noise_var: 0.0,
         }
+    }
+
+    /// Remove the expected contribution of white noise of per-pixel variance `var` on every
+    /// frame. Noise on `F[t]` is smoothed by the operator, noise on `F[t+1]` is not, so the
+    /// raw SAFE loss gains `var * mean_k (m_k(a)^2 + 1)`, which falls as `|alpha|` grows and
+    /// biases the minimum towards too much smoothing; subtracting it leaves an unbiased loss.
+    pub fn with_noise(mut self, var: f64) -> SafeLossCurve {
+        self.noise_var = if var.is_finite() && var > 0.0 {
+            var
+        } else {
+            0.0
+        };
+        self
     }
 
     /// Loss and derivatives in `a = |alpha|`.
@@ -189,6 +211,12 @@ impl SafeLossCurve {
             d1 += 2.0 * m1 * (r * ag + eg);
             d2 += 2.0 * (m1 * m1 + r * m2) * ag + 2.0 * m2 * eg;
             gn += 2.0 * m1 * m1 * ag;
+            if self.noise_var > 0.0 {
+                let c = self.noise_var * self.count[g] / self.n_pixels as f64;
+                l -= c * (m * m + 1.0);
+                d1 -= c * 2.0 * m * m1;
+                d2 -= c * 2.0 * (m1 * m1 + m * m2);
+            }
         }
         LossPoint {
             loss: l,
@@ -207,6 +235,45 @@ impl SafeLossCurve {
             .filter(|(_, mu)| **mu > 0.0)
             .map(|(a, _)| a)
             .sum()
+    }
+}
+
+/// Per-pixel variance of white noise in a video, from the power of its highest-frequency
+/// modes (eigenvalue >= 3/4 of the maximum) in the frames where that power is smallest: the
+/// smoothest frames' top band holds almost no signal after diffusion, while white noise
+/// puts the same power `var` (per mode, normalised) everywhere. On noise-free data this is
+/// at the float rounding floor; on data whose smoothest frame still has structure at the
+/// grid scale it overestimates.
+pub fn estimate_noise_var(v: &VideoSpectra) -> f64 {
+    let mu = SafeLossCurve::mode_mu(&v.grid, &v.fft);
+    let cut = 0.75 * mu.iter().cloned().fold(0.0, f64::max);
+    let nx = v.grid.nx;
+    let n = v.grid.len() as f64;
+    let per_frame: Vec<f64> = (0..v.n_frames)
+        .map(|t| {
+            let (mut p, mut c) = (0.0, 0.0);
+            for (i, x) in v.frame(t).iter().enumerate() {
+                if mu[i] >= cut {
+                    let w = v.fft.weight(i / nx);
+                    p += w * x.norm_sqr() / n;
+                    c += w;
+                }
+            }
+            if c > 0.0 { p / c } else { 0.0 }
+        })
+        .collect();
+    // Average the frames whose top-band power is within 25% of the smallest (all noise-
+    // dominated ones), so the estimate is not the minimum of noisy values.
+    let min = per_frame
+        .iter()
+        .cloned()
+        .fold(f64::INFINITY, f64::min)
+        .max(0.0);
+    let sel: Vec<f64> = per_frame.into_iter().filter(|&p| p <= 1.25 * min).collect();
+    if sel.is_empty() {
+        0.0
+    } else {
+        sel.iter().sum::<f64>() / sel.len() as f64
     }
 }
 
@@ -528,6 +595,61 @@ mod tests {
         )
         .unwrap();
         assert!((r.alpha_abs - 0.5).abs() < 1e-10, "{}", r.alpha_abs);
+    }
+
+    #[test]
+    fn noise_correction_removes_the_bias_of_noisy_frames() {
+        let g = Grid::new(64, 64, 0.5, 0.5).unwrap();
+        let clean = video(g, 0.4, 0.005, 1500, 50, 21);
+        let range = 0.5;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
+        let sigma = 0.02 * range;
+        let noisy: Vec<Vec<f64>> = clean
+            .iter()
+            .map(|f| {
+                f.iter()
+                    .map(|x| {
+                        let (u1, u2): (f64, f64) = (1.0 - rng.random::<f64>(), rng.random());
+                        x + sigma
+                            * (-2.0 * u1.ln()).sqrt()
+                            * (2.0 * std::f64::consts::PI * u2).cos()
+                    })
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[f64]> = noisy.iter().map(|f| f.as_slice()).collect();
+        let vs = VideoSpectra::compute(&refs, &g);
+        let var = estimate_noise_var(&vs);
+        assert!(
+            (var.sqrt() / sigma - 1.0).abs() < 0.05,
+            "estimated sigma {} vs {sigma}",
+            var.sqrt()
+        );
+        let raw = SafeLossCurve::new(&vs, 0.25);
+        let fixed = raw.clone().with_noise(var);
+        let opts = FitOptions::default();
+        let (a_raw, a_fix) = (
+            fit_alpha(&raw, &opts).unwrap().alpha_abs,
+            fit_alpha(&fixed, &opts).unwrap().alpha_abs,
+        );
+        assert!(
+            (a_raw - 0.4).abs() > 0.05,
+            "raw fit should be biased: {a_raw}"
+        );
+        assert!((a_fix - 0.4).abs() < 0.01, "corrected fit: {a_fix}");
+        // Noise-free data: the estimate sits at rounding level and changes nothing.
+        let refs: Vec<&[f64]> = clean.iter().map(|f| f.as_slice()).collect();
+        let vs = VideoSpectra::compute(&refs, &g);
+        let var0 = estimate_noise_var(&vs);
+        assert!(var0 < 1e-20, "{var0}");
+        let c = SafeLossCurve::new(&vs, 0.25);
+        let (x, y) = (
+            fit_alpha(&c, &opts).unwrap().alpha_abs,
+            fit_alpha(&c.clone().with_noise(var0), &opts)
+                .unwrap()
+                .alpha_abs,
+        );
+        assert!((x - y).abs() < 1e-12);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub mod operator;
 pub mod simulate;
 pub mod stability;
 
-pub use fit::{FitOptions, FitResult, SafeLossCurve, fit_alpha};
+pub use fit::{FitOptions, FitResult, SafeLossCurve, estimate_noise_var, fit_alpha};
 pub use grid::{Grid, GridError};
 pub use operator::SubSteps;
 
