@@ -6,6 +6,7 @@ use safe_eval::fitting::{FitSettings, SubStepChoice, fit_video};
 use safe_eval::results::RunOutput;
 use safe_eval::zeroshot::{ZeroShotSettings, zero_shot_video};
 use safe_model::zero_shot::ZeroShotConfig;
+use safe_physics::fit::NoiseMode;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -22,6 +23,10 @@ pub struct FitArgs {
     /// Restrict the search for |alpha| to LO,HI (default: von Neumann numbers 1e-5..1e4).
     #[arg(long, value_delimiter = ',', num_args = 2)]
     alpha_range: Option<Vec<f64>>,
+    /// Measurement-noise correction of the SAFE loss: auto (estimate white noise from the
+    /// data; no effect on clean data), off (the paper's raw loss), or a standard deviation.
+    #[arg(long, default_value = "auto")]
+    noise: NoiseMode,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -32,11 +37,12 @@ pub fn run_fit(a: FitArgs) -> Result<ExitCode> {
         n_sub: a.n_sub,
         frame_step: a.frame_step as usize,
         alpha_range: a.alpha_range.as_ref().map(|v| (v[0], v[1])),
+        noise: a.noise,
     };
     let (sims, errors) = run_over_inputs(&a.input, "fit", true, &|v, _| fit_video(v, &s));
     let settings = serde_json::json!({
         "mode": "fit", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,
-        "alpha_range": a.alpha_range,
+        "alpha_range": a.alpha_range, "noise": s.noise.to_string(),
     });
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }
@@ -57,6 +63,9 @@ pub struct ZeroShotArgs {
     /// Seed of the fresh model's initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Measurement-noise correction of the SAFE loss (see `fit --help`).
+    #[arg(long, default_value = "auto")]
+    noise: NoiseMode,
     /// Use every K-th frame.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     frame_step: u64,
@@ -125,7 +134,7 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
     });
     let settings = serde_json::json!({
         "mode": "zero-shot", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,
-        "steps": a.steps, "lr": a.lr, "seed": a.seed,
+        "steps": a.steps, "lr": a.lr, "seed": a.seed, "noise": a.noise.to_string(),
     });
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }

@@ -3,6 +3,7 @@
 mod common;
 mod estimate;
 mod generate;
+mod import;
 mod reproduce;
 mod stability;
 mod training;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Reproduce the paper: all modes and ablations, report beside the published numbers.
     Reproduce(reproduce::Args),
+    /// Convert an image sequence (PNG/TIFF frames or a multi-page TIFF) into a simulation folder.
+    Import(import::Args),
     /// Print the von Neumann stability table of the SAFE operator (paper Table 3).
     Stability(stability::Args),
     /// Generate the paper's Appendix-A dataset (diffusion + time-reversed mobility).
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Reproduce(a) => reproduce::run(a),
+        Command::Import(a) => import::run(a),
         Command::Stability(a) => stability::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Fit(a) => estimate::run_fit(a),

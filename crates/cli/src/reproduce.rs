@@ -10,8 +10,9 @@ pub struct Args {
     /// Output folder (created; rerunning reuses finished work).
     #[arg(long)]
     out: PathBuf,
-    /// quick: minutes on a CPU; paper: the paper's training protocol (hours on a CPU).
-    #[arg(long, value_parser = ["quick", "paper"], default_value = "quick")]
+    /// quick: minutes on a CPU; paper: the paper's training protocol (hours on a CPU);
+    /// smoke: a miniature of everything (tiny dataset), for tests.
+    #[arg(long, value_parser = ["quick", "paper", "smoke"], default_value = "quick")]
     profile: String,
     /// Use an existing generated dataset instead of generating one under OUT/data.
     #[arg(long)]
@@ -21,10 +22,10 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     let s = ReproSettings {
-        profile: if a.profile == "paper" {
-            ReproProfile::Paper
-        } else {
-            ReproProfile::Quick
+        profile: match a.profile.as_str() {
+            "paper" => ReproProfile::Paper,
+            "smoke" => ReproProfile::Smoke,
+            _ => ReproProfile::Quick,
         },
         out: a.out.clone(),
         data: a.data.clone(),

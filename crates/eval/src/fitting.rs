@@ -3,7 +3,7 @@
 use crate::results::SimResult;
 use safe_data::Video;
 use safe_physics::SubSteps;
-use safe_physics::fit::{FitOptions, SafeLossCurve, VideoSpectra, fit_alpha};
+use safe_physics::fit::{FitOptions, NoiseMode, SafeLossCurve, VideoSpectra, fit_alpha};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -54,6 +54,7 @@ pub struct FitSettings {
     pub n_sub: SubStepChoice,
     pub frame_step: usize,
     pub alpha_range: Option<(f64, f64)>,
+    pub noise: NoiseMode,
 }
 
 impl Default for FitSettings {
@@ -62,24 +63,35 @@ impl Default for FitSettings {
             n_sub: SubStepChoice::Fixed(SubSteps::Finite(50)),
             frame_step: 1,
             alpha_range: None,
+            noise: NoiseMode::Auto,
         }
     }
 }
 
 /// The SAFE loss curve of a video's raw frames (encoder = identity), in the stable direction.
 pub fn loss_curve(video: &Video, frame_step: usize) -> (SafeLossCurve, usize) {
-    let (c, _, n) = loss_curves(video, frame_step);
+    let (c, _, n) = loss_curves(video, frame_step, NoiseMode::Off);
     (c, n)
 }
 
 /// The curve, and when `dx != dy` also the curve with the spacings swapped (axis check).
-fn loss_curves(video: &Video, frame_step: usize) -> (SafeLossCurve, Option<SafeLossCurve>, usize) {
+fn loss_curves(
+    video: &Video,
+    frame_step: usize,
+    noise: NoiseMode,
+) -> (SafeLossCurve, Option<SafeLossCurve>, usize) {
     let frames = video.canonical_frames(frame_step);
     let spectra = VideoSpectra::compute(&frames, &video.grid);
     let dt = video.dt_between(frame_step);
     let g = video.grid;
-    let swapped = (g.dx != g.dy).then(|| SafeLossCurve::with_spacing(&spectra, g.dy, g.dx, dt));
-    (SafeLossCurve::new(&spectra, dt), swapped, frames.len())
+    let var = noise.variance(&spectra, 1.0);
+    let swapped = (g.dx != g.dy)
+        .then(|| SafeLossCurve::with_spacing(&spectra, g.dy, g.dx, dt).with_noise(var));
+    (
+        SafeLossCurve::new(&spectra, dt).with_noise(var),
+        swapped,
+        frames.len(),
+    )
 }
 
 /// How much better the swapped-spacing fit must be before we warn about the axis convention.
@@ -89,7 +101,7 @@ const AXIS_WARNING_RATIO: f64 = 100.0;
 pub fn fit_video(video: &Video, s: &FitSettings) -> Result<SimResult, String> {
     let t0 = std::time::Instant::now();
     let n_sub = s.n_sub.resolve(video, s.frame_step);
-    let (curve, swapped, used) = loss_curves(video, s.frame_step);
+    let (curve, swapped, used) = loss_curves(video, s.frame_step, s.noise);
     if used < 2 {
         return Err(format!(
             "only {used} frame(s) remain with --frame-step {} ({} frames); the SAFE loss needs 2",
@@ -119,6 +131,12 @@ pub fn fit_video(video: &Video, s: &FitSettings) -> Result<SimResult, String> {
         );
     }
     extra.insert("n_sub".into(), serde_json::json!(n_sub.to_string()));
+    if curve.noise_var > 0.0 {
+        extra.insert(
+            "noise_std".into(),
+            serde_json::json!(curve.noise_var.sqrt()),
+        );
+    }
     extra.insert("frame_step".into(), serde_json::json!(s.frame_step));
     extra.insert("frames_used".into(), serde_json::json!(used));
     if r.at_bound {

@@ -8,5 +8,6 @@ pub mod plots;
 pub mod report;
 pub mod reproduce;
 pub mod results;
+pub mod robustness;
 pub mod training;
 pub mod zeroshot;

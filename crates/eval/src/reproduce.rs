@@ -32,6 +32,8 @@ pub enum ReproProfile {
     Quick,
     /// The paper's training protocol (full-video phase 2, 50 epochs): hours on a CPU.
     Paper,
+    /// A miniature of the whole pipeline (tiny dataset, few epochs) for tests.
+    Smoke,
 }
 
 impl ReproProfile {
@@ -39,6 +41,21 @@ impl ReproProfile {
         match self {
             ReproProfile::Quick => "quick",
             ReproProfile::Paper => "paper",
+            ReproProfile::Smoke => "smoke",
+        }
+    }
+
+    /// The dataset the profile generates.
+    pub fn dataset(self) -> GenerateSettings {
+        match self {
+            ReproProfile::Smoke => GenerateSettings {
+                n_diffusion: 10,
+                nx: 32,
+                ny: 32,
+                n_steps: 1000,
+                ..Default::default()
+            },
+            _ => GenerateSettings::default(),
         }
     }
 
@@ -53,6 +70,12 @@ impl ReproProfile {
                 c
             }
             ReproProfile::Paper => Config::for_profile(Profile::Paper),
+            ReproProfile::Smoke => {
+                let mut c = Config::for_profile(Profile::Cpu);
+                c.train.epochs = 4;
+                c.train.phase1_fraction = 0.5;
+                c
+            }
         }
     }
 }
@@ -158,8 +181,13 @@ pub struct Outcome {
     pub best_epoch: Option<usize>,
     pub stopped_early: bool,
     pub explain: Vec<(String, PathBuf)>,
+    /// (condition, mode, results) of the robustness study.
+    pub robust: Vec<(String, String, ModeResult)>,
     pub stage_seconds: Vec<(String, f64)>,
 }
+
+/// Noise levels (fraction of the video's intensity range) of the robustness study.
+pub const NOISE_LEVELS: [f64; 4] = [0.005, 0.01, 0.02, 0.05];
 
 pub const NSUB_ABLATION: [u32; 6] = [1, 2, 5, 10, 25, 50];
 pub const STEP_ABLATION: [usize; 4] = [1, 2, 5, 10];
@@ -203,7 +231,7 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
         Some(d) => Manifest::load(d).map_err(|e| anyhow!(e))?,
         None => {
             log("dataset: generating (or reusing) the Appendix-A dataset");
-            generate(&GenerateSettings::default(), &data, false, &|| {})
+            generate(&s.profile.dataset(), &data, false, &|| {})
                 .map_err(|e| anyhow!(e))?
                 .0
         }
@@ -414,6 +442,81 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
     );
     timed("training and inference", t0);
 
+    // 6. Beyond the paper: noise, 8-bit quantisation, a gamma intensity map.
+    let t0 = std::time::Instant::now();
+    let mut robust = Vec::new();
+    let index_of = |v: &Video| -> u64 {
+        v.source
+            .file_name()
+            .and_then(|n| n.to_string_lossy().trim_start_matches("sim_").parse().ok())
+            .unwrap_or(0)
+    };
+    type Transform<'a> = Box<dyn Fn(&Video) -> Video + Sync + 'a>;
+    let mut conds: Vec<(String, Transform)> = NOISE_LEVELS
+        .iter()
+        .map(|&l| {
+            let t: Transform =
+                Box::new(move |v: &Video| crate::robustness::with_noise(v, l, 1000 + index_of(v)));
+            (format!("noise {:.1}%", l * 100.0), t)
+        })
+        .collect();
+    conds.push((
+        "8-bit".into(),
+        Box::new(|v: &Video| crate::robustness::as_camera(v, 1.0, 8)),
+    ));
+    conds.push((
+        "8-bit, gamma 0.8".into(),
+        Box::new(|v: &Video| crate::robustness::as_camera(v, 0.8, 8)),
+    ));
+    for (ci, (cname, tf)) in conds.iter().enumerate() {
+        log(&format!("robustness: {cname}"));
+        let mut modes: Vec<(
+            &str,
+            Box<dyn Fn(&Video) -> std::result::Result<SimResult, String> + Sync>,
+        )> = vec![
+            (
+                "fit, raw loss",
+                Box::new(|v: &Video| {
+                    fit_video(
+                        v,
+                        &FitSettings {
+                            noise: safe_physics::fit::NoiseMode::Off,
+                            ..Default::default()
+                        },
+                    )
+                }),
+            ),
+            (
+                "fit",
+                Box::new(|v: &Video| fit_video(v, &FitSettings::default())),
+            ),
+            (
+                "zero-shot",
+                Box::new(|v: &Video| zero_shot_video(v, &zs_base, &mut |_| {}).map(|(r, _)| r)),
+            ),
+        ];
+        if !cname.starts_with("noise") {
+            modes.push((
+                "trained + 50 TTT",
+                Box::new(|v: &Video| infer_video(&trained, v, 50).map(|(r, _)| r)),
+            ));
+        }
+        for (mi, (mname, f)) in modes.iter().enumerate() {
+            let st = Stage::open(
+                root,
+                &format!("robust{ci}_{mi}"),
+                &json!({"condition": cname, "mode": mname, "data": data_fp, "zero_shot": zs_fp(50, 1), "train": train_fp}),
+            )?;
+            let sims = run_items(&st, &test, *mname != "trained + 50 TTT", &|v| f(&tf(v)))?;
+            robust.push((
+                cname.clone(),
+                mname.to_string(),
+                ModeResult::new(mname, sims),
+            ));
+        }
+    }
+    timed("robustness", t0);
+
     let outcome = Outcome {
         profile: s.profile,
         data,
@@ -430,6 +533,7 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
         best_epoch,
         stopped_early: stopped,
         explain,
+        robust,
         stage_seconds,
     };
     log("writing the report and figures");

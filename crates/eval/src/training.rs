@@ -187,7 +187,9 @@ pub fn infer_video(
     let p = out.curve.eval(out.alpha_abs, tv.n_sub);
     let n = (out.curve.n_pairs * out.curve.n_pixels) as f64;
     let stderr = if p.gauss_newton > 0.0 {
-        (2.0 * p.loss.max(0.0) / ((n - 1.0).max(1.0) * p.gauss_newton)).sqrt()
+        (2.0 * out.curve.raw_loss(out.alpha_abs, tv.n_sub).max(0.0)
+            / ((n - 1.0).max(1.0) * p.gauss_newton))
+            .sqrt()
     } else {
         f64::INFINITY
     };

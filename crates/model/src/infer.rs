@@ -193,7 +193,7 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
             .sum::<f64>()
             / v.frames.len() as f64
     };
-    let safe_loss = curve.eval(alpha_abs, v.n_sub).loss.max(0.0);
+    let safe_loss = curve.raw_loss(alpha_abs, v.n_sub).max(0.0);
     InferOutput {
         alpha_abs,
         amortised,

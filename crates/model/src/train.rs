@@ -27,7 +27,7 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use safe_physics::batch::Kernel;
-use safe_physics::fit::{SafeLossCurve, VideoSpectra};
+use safe_physics::fit::{NoiseMode, SafeLossCurve, VideoSpectra};
 use safe_physics::{Grid, SubSteps};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -70,7 +70,9 @@ impl TrainVideo {
         let data = norm.apply(frames);
         let refs: Vec<&[f32]> = data.chunks_exact(grid.len()).collect();
         let spectra = VideoSpectra::compute(&refs, &grid);
-        let curve = SafeLossCurve::new(&spectra, dt_save);
+        // The measurement-noise correction is estimated from the data (a no-op on clean data).
+        let curve = SafeLossCurve::new(&spectra, dt_save)
+            .with_noise(NoiseMode::Auto.variance(&spectra, 1.0));
         let (log_e, band_floor) = if bands > 0 {
             band_log_energies(&spectra, bands, None)
         } else {

@@ -17,7 +17,7 @@ use crate::model::{ModelConfig, SafePitCm};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use safe_physics::fit::{SafeLossCurve, VideoSpectra};
+use safe_physics::fit::{NoiseMode, SafeLossCurve, VideoSpectra};
 use safe_physics::{Grid, SubSteps};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,9 @@ pub struct ZeroShotConfig {
     pub adam_epsilon: f32,
     /// How the estimator's forward and backward run (same arithmetic either way).
     pub engine: Engine,
+    /// Measurement-noise correction of the SAFE loss: "auto", "off" or a standard deviation
+    /// in the video's units (see `SafeLossCurve::with_noise`).
+    pub noise: String,
 }
 
 /// The estimator's execution engine during estimator-only optimisation.
@@ -56,6 +59,7 @@ impl Default for ZeroShotConfig {
             model: ModelConfig::default(),
             adam_epsilon: 1e-8,
             engine: Engine::Fused,
+            noise: "auto".into(),
         }
     }
 }
@@ -141,7 +145,7 @@ impl ZeroShotOutput {
 
     /// The SAFE loss at the estimate, in the video's own intensity units (Table 5).
     pub fn safe_loss(&self) -> f64 {
-        self.curve.eval(self.alpha_abs, self.n_sub).loss.max(0.0) * self.norm.std.powi(2)
+        self.curve.raw_loss(self.alpha_abs, self.n_sub).max(0.0) * self.norm.std.powi(2)
     }
 }
 
@@ -194,7 +198,9 @@ pub fn zero_shot(
 
     let frames_f: Vec<&[f32]> = latent.chunks_exact(h * w).collect();
     let spectra = VideoSpectra::compute(&frames_f, grid);
-    let curve = SafeLossCurve::new(&spectra, dt_save);
+    let noise: NoiseMode = cfg.noise.parse().unwrap_or(NoiseMode::Auto);
+    let curve =
+        SafeLossCurve::new(&spectra, dt_save).with_noise(noise.variance(&spectra, 1.0 / norm.std));
     let band_feats = (cfg.model.bands > 0).then(|| {
         let (le, _) = crate::bands::band_log_energies(&spectra, cfg.model.bands, None);
         crate::bands::band_features(&le, t, cfg.model.bands)

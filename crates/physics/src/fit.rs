@@ -104,7 +104,16 @@ pub struct SafeLossCurve {
     /// Per-pixel variance of white measurement noise whose expected contribution is
     /// removed from the loss (0 = none); see [`SafeLossCurve::with_noise`].
     pub noise_var: f64,
+    /// Per group: expected noise power removed (`noise_var * count / N`, at most the group's
+    /// own power) and whether the group is kept (signal clearly above noise).
+    pub noise_corr: Vec<f64>,
+    pub keep: Vec<bool>,
 }
+
+/// A group of modes takes part in a noise-corrected loss only if its power is at least this
+/// many times the noise's: below it the group is mostly noise, which adds variance and, in
+/// an unstable sub-step range, spurious minima.
+pub const NOISE_KEEP_RATIO: f64 = 4.0;
 
 /// Value and first two derivatives of the SAFE loss at one `|alpha|`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -182,6 +191,8 @@ impl SafeLossCurve {
             a,
             e,
             d,
+            keep: vec![true; count.len()],
+            noise_corr: vec![0.0; count.len()],
             count,
             noise_var: 0.0,
         }
@@ -191,12 +202,23 @@ impl SafeLossCurve {
     /// frame. Noise on `F[t]` is smoothed by the operator, noise on `F[t+1]` is not, so the
     /// raw SAFE loss gains `var * mean_k (m_k(a)^2 + 1)`, which falls as `|alpha|` grows and
     /// biases the minimum towards too much smoothing; subtracting it leaves an unbiased loss.
+    ///
+    /// Groups of modes whose power is below [`NOISE_KEEP_RATIO`] times the noise's are left
+    /// out, and no group's correction exceeds its own power, so the corrected loss stays
+    /// bounded below.
     pub fn with_noise(mut self, var: f64) -> SafeLossCurve {
         self.noise_var = if var.is_finite() && var > 0.0 {
             var
         } else {
             0.0
         };
+        let n = self.n_pixels as f64;
+        for g in 0..self.mu.len() {
+            let noise = self.noise_var * self.count[g] / n;
+            self.noise_corr[g] = noise.min(self.a[g]);
+            self.keep[g] =
+                self.noise_var == 0.0 || self.mu[g] == 0.0 || self.a[g] >= NOISE_KEEP_RATIO * noise;
+        }
         self
     }
 
@@ -204,6 +226,9 @@ impl SafeLossCurve {
     pub fn eval(&self, a: f64, n: SubSteps) -> LossPoint {
         let (mut l, mut d1, mut d2, mut gn) = (0.0, 0.0, 0.0, 0.0);
         for g in 0..self.mu.len() {
+            if !self.keep[g] {
+                continue;
+            }
             let (m, m1, m2) = multiplier(self.mu[g], a, self.dt_save, n);
             let (ag, eg) = (self.a[g], self.e[g]);
             let r = m - 1.0;
@@ -212,7 +237,7 @@ impl SafeLossCurve {
             d2 += 2.0 * (m1 * m1 + r * m2) * ag + 2.0 * m2 * eg;
             gn += 2.0 * m1 * m1 * ag;
             if self.noise_var > 0.0 {
-                let c = self.noise_var * self.count[g] / self.n_pixels as f64;
+                let c = self.noise_corr[g];
                 l -= c * (m * m + 1.0);
                 d1 -= c * 2.0 * m * m1;
                 d2 -= c * 2.0 * (m1 * m1 + m * m2);
@@ -226,6 +251,16 @@ impl SafeLossCurve {
         }
     }
 
+    /// The SAFE loss without the noise correction (what the paper reports).
+    pub fn raw_loss(&self, a: f64, n: SubSteps) -> f64 {
+        let mut l = 0.0;
+        for g in 0..self.mu.len() {
+            let r = multiplier(self.mu[g], a, self.dt_save, n).0 - 1.0;
+            l += r * r * self.a[g] + 2.0 * r * self.e[g] + self.d[g];
+        }
+        l
+    }
+
     /// Total spectral energy of the frame-to-frame evolution beyond the mean; zero means
     /// the video carries no information about `alpha`.
     pub fn structure_energy(&self) -> f64 {
@@ -235,6 +270,55 @@ impl SafeLossCurve {
             .filter(|(_, mu)| **mu > 0.0)
             .map(|(a, _)| a)
             .sum()
+    }
+}
+
+/// How the SAFE loss treats measurement noise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NoiseMode {
+    /// The raw loss (the paper's).
+    Off,
+    /// Estimate white-noise variance from the data ([`estimate_noise_var`]) and correct.
+    Auto,
+    /// Correct for white noise of this standard deviation (the video's units).
+    Std(f64),
+}
+
+impl std::str::FromStr for NoiseMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" => Ok(NoiseMode::Off),
+            "auto" => Ok(NoiseMode::Auto),
+            t => match t.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Ok(NoiseMode::Std(v)),
+                _ => Err(format!(
+                    "invalid noise setting '{s}': expected auto, off, or a standard deviation >= 0"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for NoiseMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoiseMode::Off => f.write_str("off"),
+            NoiseMode::Auto => f.write_str("auto"),
+            NoiseMode::Std(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl NoiseMode {
+    /// The variance to correct for, for spectra whose values are `scale` times the video's
+    /// (e.g. `1/std` for a normalised latent).
+    pub fn variance(self, v: &VideoSpectra, scale: f64) -> f64 {
+        match self {
+            NoiseMode::Off => 0.0,
+            NoiseMode::Auto => estimate_noise_var(v),
+            NoiseMode::Std(s) => (s * scale).powi(2),
+        }
     }
 }
 
@@ -357,7 +441,15 @@ pub fn fit_alpha(curve: &SafeLossCurve, opts: &FitOptions) -> Result<FitResult, 
             }
             (lo, hi)
         }
-        None => (1e-5 / (curve.dt_save * lmax), 1e4 / (curve.dt_save * lmax)),
+        None => {
+            let hi = 1e4 / (curve.dt_save * lmax);
+            // A noise-corrected loss is only meaningful where the sub-steps are stable.
+            let hi = match (curve.noise_var > 0.0, opts.n_sub) {
+                (true, SubSteps::Finite(k)) => hi.min(2.0 * k as f64 / (curve.dt_save * lmax)),
+                _ => hi,
+            };
+            (1e-5 / (curve.dt_save * lmax), hi)
+        }
     };
     let n = opts.n_sub;
     let decades = (hi / lo).log10();
@@ -434,7 +526,7 @@ pub fn fit_alpha(curve: &SafeLossCurve, opts: &FitOptions) -> Result<FitResult, 
     }
     let p = curve.eval(a, n);
     let n_res = (curve.n_pairs * curve.n_pixels) as f64;
-    let loss = p.loss.max(0.0);
+    let loss = curve.raw_loss(a, n).max(0.0);
     let stderr = if p.gauss_newton > 0.0 {
         (2.0 * loss / ((n_res - 1.0).max(1.0) * p.gauss_newton)).sqrt()
     } else {
