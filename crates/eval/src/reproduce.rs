@@ -189,6 +189,9 @@ pub struct Outcome {
 /// Noise levels (fraction of the video's intensity range) of the robustness study.
 pub const NOISE_LEVELS: [f64; 4] = [0.005, 0.01, 0.02, 0.05];
 
+/// One way of estimating alpha for a video.
+type Estimate<'a> = Box<dyn Fn(&Video) -> std::result::Result<SimResult, String> + Sync + 'a>;
+
 pub const NSUB_ABLATION: [u32; 6] = [1, 2, 5, 10, 25, 50];
 pub const STEP_ABLATION: [usize; 4] = [1, 2, 5, 10];
 
@@ -470,10 +473,7 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
     ));
     for (ci, (cname, tf)) in conds.iter().enumerate() {
         log(&format!("robustness: {cname}"));
-        let mut modes: Vec<(
-            &str,
-            Box<dyn Fn(&Video) -> std::result::Result<SimResult, String> + Sync>,
-        )> = vec![
+        let mut modes: Vec<(&str, Estimate)> = vec![
             (
                 "fit, raw loss",
                 Box::new(|v: &Video| {
