@@ -87,15 +87,15 @@ pub fn discover(args: &[PathBuf]) -> Vec<Result<Source, DataError>> {
             if is_sim_dir(&s) {
                 out.push(Ok(Source::SimDir(s)));
                 found += 1;
+            } else if images::has_image_frames(&s) {
+                out.push(Ok(Source::Images(s)));
+                found += 1;
             } else if s.join("meta.json").is_file() {
                 // Looks like a simulation whose field is missing: report it, do not skip it.
                 out.push(Err(DataError::new(
                     &s.join("field.npy"),
                     ErrorKind::NotFound("field.npy is missing".into()),
                 )));
-                found += 1;
-            } else if images::has_image_frames(&s) {
-                out.push(Ok(Source::Images(s)));
                 found += 1;
             }
         }

@@ -183,9 +183,14 @@ mod tests {
     #[test]
     fn matmul_convolutions_equal_burn_conv2d() {
         let dev = Device::flex();
-        dev.seed(3);
-        let e = Estimator::new(32, 4, 32, 4, 0, &dev);
-        let x = Tensor::<4>::random([7, 1, 4, 4], Distribution::Normal(0.0, 1.0), &dev);
+        let (e, x) = crate::model::with_burn_rng(&dev, 3, || {
+            let e = Estimator::new(32, 4, 32, 4, 0, &dev);
+            crate::model::initialise(&e);
+            (
+                e,
+                Tensor::<4>::random([7, 1, 4, 4], Distribution::Normal(0.0, 1.0), &dev),
+            )
+        });
         let a: Vec<f32> = e
             .frame_tokens(x.clone())
             .into_data()

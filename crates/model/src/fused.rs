@@ -935,12 +935,15 @@ mod tests {
     #[test]
     fn fused_pass_matches_burn_forward_and_autodiff() {
         let dev = Device::flex().autodiff();
-        dev.seed(11);
-        let e = Estimator::new(32, 4, 32, 4, 3, &dev);
         let t = 13;
-        let pooled = Tensor::<4>::random([t, 1, 4, 4], Distribution::Normal(0.0, 1.0), &dev);
+        let (e, pooled, bands) = crate::model::with_burn_rng(&dev, 11, || {
+            let e = Estimator::new(32, 4, 32, 4, 3, &dev);
+            crate::model::initialise(&e);
+            let pooled = Tensor::<4>::random([t, 1, 4, 4], Distribution::Normal(0.0, 1.0), &dev);
+            let bands = Tensor::<2>::random([t, 6], Distribution::Normal(0.0, 1.0), &dev);
+            (e, pooled, bands)
+        });
         let pv: Vec<f32> = pooled.to_data().try_into_vec().unwrap();
-        let bands = Tensor::<2>::random([t, 6], Distribution::Normal(0.0, 1.0), &dev);
         let bv: Vec<f32> = bands.to_data().try_into_vec().unwrap();
         let a_burn = e.forward_pooled(pooled.clone(), Some(bands), 1, t);
         let grads = a_burn.clone().mul_scalar(0.7).sum().backward();

@@ -95,9 +95,27 @@ impl SafePitCm {
 
     /// A freshly initialised model with a reproducible draw of the weights.
     pub fn seeded(cfg: &ModelConfig, dev: &Device, seed: u64) -> SafePitCm {
-        dev.seed(seed);
-        SafePitCm::new(cfg, dev)
+        with_burn_rng(dev, seed, || SafePitCm::new(cfg, dev))
     }
+}
+
+/// Force lazily initialised parameters to be drawn now.
+pub fn initialise<M: Module>(m: &M) {
+    m.visit(&mut Touch);
+}
+
+static BURN_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Seed burn's random generator and run `f` while no other thread can draw from it.
+///
+/// burn keeps one process-wide generator and initialises parameters lazily from it, so two
+/// models built on different threads (zero-shot runs videos in parallel) would otherwise
+/// interleave their draws and a seed would not fix the weights. `f` must initialise
+/// everything it needs (see [`initialise`]) before returning.
+pub fn with_burn_rng<T>(dev: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
+    let _guard = BURN_RNG.lock().unwrap_or_else(|p| p.into_inner());
+    dev.seed(seed);
+    f()
 }
 
 /// Trainable parameters (weights and biases; BatchNorm running statistics are buffers and

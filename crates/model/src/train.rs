@@ -139,13 +139,34 @@ pub enum TrainError {
     NoData,
 }
 
+/// JSON has no NaN or infinity: write them as `null` and read `null` back as NaN, so a
+/// diverged epoch cannot make a checkpoint unreadable.
+mod non_finite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// One row of the training curves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     pub epoch: usize,
     pub phase: u8,
+    #[serde(with = "non_finite_as_null")]
     pub train_loss: f64,
+    #[serde(with = "non_finite_as_null")]
     pub val_loss: f64,
+    #[serde(with = "non_finite_as_null")]
     pub val_safe: f64,
     pub val_mae: Option<f64>,
     pub lr_estimator: f64,
@@ -157,6 +178,7 @@ pub struct EpochRecord {
 /// is an argument of every optimiser step).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plateau {
+    /// Best value so far (`f64::MAX` before the first; JSON cannot hold infinity).
     pub best: f64,
     pub bad: usize,
 }
@@ -164,7 +186,7 @@ pub struct Plateau {
 impl Plateau {
     fn new() -> Plateau {
         Plateau {
-            best: f64::INFINITY,
+            best: f64::MAX,
             bad: 0,
         }
     }
@@ -310,7 +332,7 @@ pub fn load_model(path: &Path, cfg: &Config, dev: &Device) -> Result<SafePitCm, 
     if !path.is_file() {
         return Err(ck_err(path, "file not found"));
     }
-    let fresh = SafePitCm::new(&cfg.model, dev);
+    let fresh = crate::model::with_burn_rng(dev, 0, || SafePitCm::new(&cfg.model, dev));
     fresh.try_load_file(path).map_err(|e| {
         ck_err(
             path,
@@ -707,7 +729,7 @@ pub fn train(
                 lr_codec: cfg.train.lr_codec,
                 plateau: Plateau::new(),
                 early: Plateau::new(),
-                best_val: f64::INFINITY,
+                best_val: f64::MAX,
                 best_epoch: None,
                 stopped_early: false,
                 history: Vec::new(),
