@@ -137,13 +137,21 @@ pub struct InferArgs {
     /// Test-time training steps (0 = one forward pass; the paper uses 50).
     #[arg(long, default_value_t = 0)]
     ttt_steps: usize,
+    /// Override the model's SAFE sub-steps for these videos ('inf' for continuous-time data,
+    /// 'auto' for the data's save_interval); default: the model's own setting.
+    #[arg(long)]
+    n_sub: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
 }
 
 pub fn run_infer(a: InferArgs) -> Result<ExitCode> {
     a.output.check()?;
-    let m = TrainedModel::load(&a.model)?;
+    let mut m = TrainedModel::load(&a.model)?;
+    if let Some(n) = &a.n_sub {
+        m.config.train.n_sub = n.clone();
+        m.config.n_sub().map_err(|e| anyhow!("--n-sub: {e}"))?;
+    }
     let (sims, errors) = run_over_inputs(&a.input, "infer", false, &|v, _| {
         infer_video(&m, v, a.ttt_steps).map(|(r, _)| r)
     });

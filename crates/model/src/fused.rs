@@ -100,6 +100,110 @@ pub struct HostEstimator {
     avx2: bool,
 }
 
+/// The estimator's parameters in burn's layouts, in a fixed order: conv1 (w, b), conv2,
+/// query, key, value, output, layer norm (gamma, beta), head1, head2, and the band
+/// projection when present. Missing biases are zeros.
+#[derive(Clone, Debug)]
+pub struct HostParams {
+    pub tensors: Vec<Vec<f32>>,
+    pool: usize,
+    heads: usize,
+    eps: f32,
+}
+
+impl HostParams {
+    pub fn from_module(e: &Estimator) -> HostParams {
+        let d = e.conv2.weight.shape()[0];
+        let hidden = e.head1.weight.shape()[1];
+        let c1 = e.conv1.weight.shape()[0];
+        let a = &e.attn;
+        let mut t = vec![
+            host(&e.conv1.weight),
+            host_opt(&e.conv1.bias, c1),
+            host(&e.conv2.weight),
+            host_opt(&e.conv2.bias, d),
+            host(&a.query.weight),
+            host_opt(&a.query.bias, d),
+            host(&a.key.weight),
+            host_opt(&a.key.bias, d),
+            host(&a.value.weight),
+            host_opt(&a.value.bias, d),
+            host(&a.output.weight),
+            host_opt(&a.output.bias, d),
+            host(&e.norm.gamma),
+            host_opt(&e.norm.beta, d),
+            host(&e.head1.weight),
+            host_opt(&e.head1.bias, hidden),
+            host(&e.head2.weight),
+            host_opt(&e.head2.bias, 1),
+        ];
+        if let Some(l) = &e.bands {
+            t.push(host(&l.weight));
+            t.push(host_opt(&l.bias, d));
+        }
+        HostParams {
+            tensors: t,
+            pool: e.pool_size(),
+            heads: a.n_heads,
+            eps: e.norm_epsilon() as f32,
+        }
+    }
+}
+
+/// Adam on host parameters, the same update as burn's (and PyTorch's) Adam:
+/// `m = b1 m + (1-b1) g`, `v = b2 v + (1-b2) g^2`,
+/// `p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
+/// The estimator-only loops (zero-shot) keep their parameters here instead of paying burn's
+/// per-tensor cost for ~20 small tensors every step; a test checks the trajectory against
+/// burn's optimiser.
+pub struct HostAdam {
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    t: i32,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl HostAdam {
+    pub fn new(eps: f32) -> HostAdam {
+        HostAdam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps,
+            t: 0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+
+    pub fn step(&mut self, params: &mut HostParams, grads: HostGrads, lr: f64) {
+        let g = grads.in_order(params.tensors.len() > 18);
+        if self.m.is_empty() {
+            self.m = g.iter().map(|x| vec![0f32; x.len()]).collect();
+            self.v = self.m.clone();
+        }
+        self.t += 1;
+        let c2 = (1.0 - self.beta2.powi(self.t)).sqrt();
+        let factor = c2 / (1.0 - self.beta1.powi(self.t));
+        let eps = self.eps * c2;
+        let lr = lr as f32;
+        for (((p, g), m), v) in params
+            .tensors
+            .iter_mut()
+            .zip(&g)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
+            for (((pi, &gi), mi), vi) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *mi = *mi * self.beta1 + gi * (1.0 - self.beta1);
+                *vi = *vi * self.beta2 + gi * gi * (1.0 - self.beta2);
+                *pi -= lr * (*mi * factor) / (vi.sqrt() + eps);
+            }
+        }
+    }
+}
+
 /// Gradients in the layouts of the burn parameters.
 #[derive(Clone, Debug, Default)]
 pub struct HostGrads {
@@ -218,10 +322,15 @@ fn affine_back(
 
 impl HostEstimator {
     pub fn from_module(e: &Estimator) -> HostEstimator {
-        let p = e.pool_size();
+        HostEstimator::from_params(&HostParams::from_module(e))
+    }
+
+    /// Build the loop layouts from parameters in burn's layouts.
+    pub fn from_params(hp: &HostParams) -> HostEstimator {
+        let t = &hp.tensors;
+        let p = hp.pool;
         let pp = p * p;
-        let w1b = host(&e.conv1.weight); // [c1, 1, 3, 3]
-        let w2b = host(&e.conv2.weight); // [d, c1, 3, 3]
+        let (w1b, w2b) = (&t[0], &t[2]); // [c1, 1, 3, 3], [d, c1, 3, 3]
         let c1 = w1b.len() / 9;
         let d = w2b.len() / (9 * c1);
         let mut w1 = vec![0f32; 9 * c1];
@@ -231,18 +340,13 @@ impl HostEstimator {
             }
         }
         let mut w2 = vec![0f32; 9 * c1 * d];
+        let mut w2t = vec![0f32; 9 * c1 * d];
         for co in 0..d {
             for ci in 0..c1 {
                 for k in 0..9 {
-                    w2[(k * c1 + ci) * d + co] = w2b[(co * c1 + ci) * 9 + k];
-                }
-            }
-        }
-        let mut w2t = vec![0f32; 9 * c1 * d];
-        for k in 0..9 {
-            for ci in 0..c1 {
-                for co in 0..d {
-                    w2t[(k * d + co) * c1 + ci] = w2[(k * c1 + ci) * d + co];
+                    let v = w2b[(co * c1 + ci) * 9 + k];
+                    w2[(k * c1 + ci) * d + co] = v;
+                    w2t[(k * d + co) * c1 + ci] = v;
                 }
             }
         }
@@ -256,45 +360,37 @@ impl HostEstimator {
                 }
             }
         }
-        let attn = &e.attn;
-        let hidden = host(&e.head1.weight).len() / d;
+        let hidden = t[14].len() / d;
+        let has_bands = t.len() > 18;
         HostEstimator {
             p,
             c1,
             d,
-            heads: attn.n_heads,
+            heads: hp.heads,
             hidden,
             w1,
-            b1: host_opt(&e.conv1.bias, c1),
+            b1: t[1].clone(),
             w2,
             w2t,
-            b2: host_opt(&e.conv2.bias, d),
-            wq: host(&attn.query.weight),
-            bq: host_opt(&attn.query.bias, d),
-            wk: host(&attn.key.weight),
-            bk: host_opt(&attn.key.bias, d),
-            wv: host(&attn.value.weight),
-            bv: host_opt(&attn.value.bias, d),
-            wo: host(&attn.output.weight),
-            bo: host_opt(&attn.output.bias, d),
-            gamma: host(&e.norm.gamma),
-            beta: host_opt(&e.norm.beta, d),
-            eps: e.norm_epsilon() as f32,
-            w3: host(&e.head1.weight),
-            b3: host_opt(&e.head1.bias, hidden),
-            w4: host(&e.head2.weight),
-            b4: host_opt(&e.head2.bias, 1)[0],
-            wb: e
-                .bands
-                .as_ref()
-                .map(|l| host(&l.weight))
-                .unwrap_or_default(),
-            bb: e
-                .bands
-                .as_ref()
-                .map(|l| host_opt(&l.bias, d))
-                .unwrap_or_default(),
-            n_band: e.band_inputs(),
+            b2: t[3].clone(),
+            wq: t[4].clone(),
+            bq: t[5].clone(),
+            wk: t[6].clone(),
+            bk: t[7].clone(),
+            wv: t[8].clone(),
+            bv: t[9].clone(),
+            wo: t[10].clone(),
+            bo: t[11].clone(),
+            gamma: t[12].clone(),
+            beta: t[13].clone(),
+            eps: hp.eps,
+            w3: t[14].clone(),
+            b3: t[15].clone(),
+            w4: t[16].clone(),
+            b4: t[17][0],
+            wb: if has_bands { t[18].clone() } else { Vec::new() },
+            bb: if has_bands { t[19].clone() } else { Vec::new() },
+            n_band: if has_bands { t[18].len() / d } else { 0 },
             nb,
             avx2: has_avx2_fma(),
         }
@@ -851,6 +947,19 @@ fn put_opt(gp: &mut GradientsParams, p: &Option<Param<Tensor<1>>>, v: Vec<f32>, 
 }
 
 impl HostGrads {
+    /// The gradients in [`HostParams`] order.
+    pub fn in_order(self, bands: bool) -> Vec<Vec<f32>> {
+        let mut v = vec![
+            self.w1, self.b1, self.w2, self.b2, self.wq, self.bq, self.wk, self.bk, self.wv,
+            self.bv, self.wo, self.bo, self.gamma, self.beta, self.w3, self.b3, self.w4, self.b4,
+        ];
+        if bands {
+            v.push(self.wb);
+            v.push(self.bb);
+        }
+        v
+    }
+
     /// Elementwise sum (gradients of several videos in one optimiser step).
     pub fn plus(mut self, o: HostGrads) -> HostGrads {
         let pairs = [

@@ -11,7 +11,7 @@
 //! operator gives; a test checks this against the SAFE layer), and takes one Adam step
 //! on the estimator's parameters: the paper's optimisation, without repeated stencils.
 
-use crate::fused::HostEstimator;
+use crate::fused::{HostAdam, HostEstimator, HostParams};
 use crate::loss::{LossWeights, alpha_objective};
 use crate::model::{ModelConfig, SafePitCm};
 use burn::module::Module;
@@ -211,47 +211,56 @@ pub fn zero_shot(
 
     let lw = &cfg.weights;
     let mut est = model.estimator;
-    let mut opt = AdamConfig::new().with_epsilon(cfg.adam_epsilon).init();
     let mut history = Vec::with_capacity(cfg.steps);
     let pooled_host = to_vec(pooled.clone().inner());
-    for step in 0..cfg.steps {
-        // d(loss)/d|alpha| at the estimator's current output, pushed through the estimator.
-        let grad_of = |a: f64| {
-            let (l, g) = alpha_objective(&curve, n_sub, a, lw, None);
-            (g, l)
-        };
-        let (a, loss, gp) = match cfg.engine {
-            Engine::Fused => {
-                let host = HostEstimator::from_module(&est);
+    // d(loss)/d|alpha| at the estimator's current output, pushed through the estimator.
+    let grad_of = |a: f64| {
+        let (l, g) = alpha_objective(&curve, n_sub, a, lw, None);
+        (g, l)
+    };
+    let alpha_abs = match cfg.engine {
+        Engine::Fused => {
+            let mut params = HostParams::from_module(&est);
+            let mut adam = HostAdam::new(cfg.adam_epsilon);
+            for step in 0..cfg.steps {
+                let host = HostEstimator::from_params(&params);
                 let (a, cache) = host.forward(&pooled_host, band_feats.as_deref(), t);
                 let (g, loss) = grad_of(a as f64);
-                (
-                    a as f64,
+                adam.step(&mut params, host.backward(&cache, g as f32), cfg.lr);
+                let rec = StepRecord {
+                    step,
+                    alpha_abs: a as f64,
                     loss,
-                    host.backward(&cache, g as f32).into_params(&est, &plain),
-                )
+                };
+                progress(&rec);
+                history.push(rec);
             }
-            Engine::Burn => {
+            HostEstimator::from_params(&params)
+                .forward(&pooled_host, band_feats.as_deref(), t)
+                .0 as f64
+        }
+        Engine::Burn => {
+            let mut opt = AdamConfig::new().with_epsilon(cfg.adam_epsilon).init();
+            for step in 0..cfg.steps {
                 let a_t = est.forward_pooled(pooled.clone(), band_t.clone(), 1, t);
                 let a: f64 = a_t.clone().into_scalar::<f64>();
                 let (g, loss) = grad_of(a);
                 let grads = a_t.mul_scalar(g).sum().backward();
-                (a, loss, GradientsParams::from_grads(grads, &est))
+                let gp = GradientsParams::from_grads(grads, &est);
+                est = opt.step(cfg.lr, est, gp);
+                let rec = StepRecord {
+                    step,
+                    alpha_abs: a,
+                    loss,
+                };
+                progress(&rec);
+                history.push(rec);
             }
-        };
-        est = opt.step(cfg.lr, est, gp);
-        let rec = StepRecord {
-            step,
-            alpha_abs: a,
-            loss,
-        };
-        progress(&rec);
-        history.push(rec);
-    }
-    let alpha_abs: f64 = est
-        .valid()
-        .forward_pooled(pooled.inner(), band_t.map(|b| b.inner()), 1, t)
-        .into_scalar::<f64>();
+            est.valid()
+                .forward_pooled(pooled.inner(), band_t.map(|b| b.inner()), 1, t)
+                .into_scalar::<f64>()
+        }
+    };
     ZeroShotOutput {
         alpha_abs,
         history,
