@@ -189,6 +189,9 @@ pub struct Outcome {
 /// Noise levels (fraction of the video's intensity range) of the robustness study.
 pub const NOISE_LEVELS: [f64; 4] = [0.005, 0.01, 0.02, 0.05];
 
+/// Bumped whenever an estimator's results change, so `reproduce` recomputes cached stages.
+pub const ALGORITHM_VERSION: u32 = 2;
+
 /// One way of estimating alpha for a video.
 type Estimate<'a> = Box<dyn Fn(&Video) -> std::result::Result<SimResult, String> + Sync + 'a>;
 
@@ -240,8 +243,10 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
         }
     };
     timed("dataset", t0);
-    let data_fp =
-        json!({"settings": manifest.settings, "generator_version": manifest.generator_version});
+    // Every stage's fingerprint includes the program's version and ALGORITHM_VERSION, so a
+    // program whose results may differ never reuses an older one's.
+    let data_fp = json!({"settings": manifest.settings, "generator_version": manifest.generator_version,
+                         "program": env!("CARGO_PKG_VERSION"), "algorithms": ALGORITHM_VERSION});
     let split = manifest
         .splits
         .get("paper")

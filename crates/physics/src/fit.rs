@@ -251,6 +251,12 @@ impl SafeLossCurve {
         }
     }
 
+    /// True when the noise correction changes the loss materially: some group of modes is
+    /// left out as noise-dominated (on clean data none is).
+    pub fn noise_active(&self) -> bool {
+        self.noise_var > 0.0 && self.keep.iter().any(|k| !k)
+    }
+
     /// The SAFE loss without the noise correction (what the paper reports).
     pub fn raw_loss(&self, a: f64, n: SubSteps) -> f64 {
         let mut l = 0.0;
@@ -392,7 +398,7 @@ impl Default for FitOptions {
         FitOptions {
             n_sub: SubSteps::Finite(50),
             alpha_range: None,
-            scan_per_decade: 8,
+            scan_per_decade: 4,
         }
     }
 }
@@ -444,7 +450,7 @@ pub fn fit_alpha(curve: &SafeLossCurve, opts: &FitOptions) -> Result<FitResult, 
         None => {
             let hi = 1e4 / (curve.dt_save * lmax);
             // A noise-corrected loss is only meaningful where the sub-steps are stable.
-            let hi = match (curve.noise_var > 0.0, opts.n_sub) {
+            let hi = match (curve.noise_active(), opts.n_sub) {
                 (true, SubSteps::Finite(k)) => hi.min(2.0 * k as f64 / (curve.dt_save * lmax)),
                 _ => hi,
             };
