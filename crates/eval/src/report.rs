@@ -110,91 +110,76 @@ fn ablation_plots(
     rows: &[(f64, &ModeResult)],
     paper: &[(f64, f64, f64)],
 ) -> Result<()> {
-    let series = |sel: &dyn Fn(&ModeResult) -> Option<f64>| -> Vec<(f64, f64)> {
-        rows.iter()
-            .filter_map(|(x, m)| sel(m).map(|y| (*x, y)))
-            .collect()
-    };
-    let mut s = vec![
-        Series {
-            name: "diffusion (ours)".into(),
-            color: BLUE_DIFFUSION,
-            points: series(&|m| mae(&m.diffusion)),
-            markers: true,
-            line: true,
-        },
-        Series {
-            name: "mobility (ours)".into(),
-            color: RED_MOBILITY,
-            points: series(&|m| mae(&m.mobility)),
-            markers: true,
-            line: true,
-        },
+    /// (file suffix, title, y label, log y, our metric, the paper's value of a row).
+    type Panel = (
+        &'static str,
+        &'static str,
+        &'static str,
+        bool,
+        fn(&Option<Metrics>) -> Option<f64>,
+        fn(&(f64, f64, f64)) -> f64,
+    );
+    let metrics: [Panel; 2] = [
+        (
+            "mae",
+            "MAE of alpha",
+            "MAE of alpha (log scale)",
+            true,
+            mae,
+            |p| p.1,
+        ),
+        ("r2", "R^2 of alpha", "R^2", false, r2, |p| p.2),
     ];
-    if !paper.is_empty() {
-        s.push(Series {
-            name: "paper, all 20 sims".into(),
-            color: GREY,
-            points: paper.iter().map(|p| (p.0, p.1)).collect(),
-            markers: true,
-            line: true,
-        });
+    let stem_name = stem
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    for (suffix, title, y_label, log_y, pick, paper_value) in metrics {
+        let series = |sel: &dyn Fn(&ModeResult) -> Option<f64>| -> Vec<(f64, f64)> {
+            rows.iter()
+                .filter_map(|(x, m)| sel(m).map(|y| (*x, y)))
+                .collect()
+        };
+        let mut s = vec![
+            Series {
+                name: "diffusion (ours)".into(),
+                color: BLUE_DIFFUSION,
+                points: series(&|m| pick(&m.diffusion)),
+                markers: true,
+                line: true,
+            },
+            Series {
+                name: "mobility (ours; drawn over diffusion where equal)".into(),
+                color: RED_MOBILITY,
+                points: series(&|m| pick(&m.mobility)),
+                markers: true,
+                line: true,
+            },
+        ];
+        if !paper.is_empty() {
+            s.push(Series {
+                name: "paper, all 20 sims".into(),
+                color: GREY,
+                points: paper.iter().map(|p| (p.0, paper_value(p))).collect(),
+                markers: true,
+                line: true,
+            });
+        }
+        save_plot(
+            &stem.with_file_name(format!("{stem_name}_{suffix}")),
+            &Plot {
+                title: format!("{what}: {title} (zero-shot)"),
+                x_label: x_label.into(),
+                y_label: y_label.into(),
+                log_x,
+                log_y,
+                series: s,
+                diagonal: false,
+            },
+        )?;
     }
-    save_plot(
-        &stem.with_file_name(format!(
-            "{}_mae",
-            stem.file_name().unwrap_or_default().to_string_lossy()
-        )),
-        &Plot {
-            title: format!("{what}: MAE of alpha (zero-shot)"),
-            x_label: x_label.into(),
-            y_label: "MAE of alpha (log scale)".into(),
-            log_x,
-            log_y: true,
-            series: s,
-            diagonal: false,
-        },
-    )?;
-    let mut s = vec![
-        Series {
-            name: "diffusion (ours)".into(),
-            color: BLUE_DIFFUSION,
-            points: series(&|m| r2(&m.diffusion)),
-            markers: true,
-            line: true,
-        },
-        Series {
-            name: "mobility (ours)".into(),
-            color: RED_MOBILITY,
-            points: series(&|m| r2(&m.mobility)),
-            markers: true,
-            line: true,
-        },
-    ];
-    if !paper.is_empty() {
-        s.push(Series {
-            name: "paper, all 20 sims".into(),
-            color: GREY,
-            points: paper.iter().map(|p| (p.0, p.2)).collect(),
-            markers: true,
-            line: true,
-        });
-    }
-    save_plot(
-        &stem.with_file_name(format!(
-            "{}_r2",
-            stem.file_name().unwrap_or_default().to_string_lossy()
-        )),
-        &Plot {
-            title: format!("{what}: R^2 of alpha (zero-shot)"),
-            x_label: x_label.into(),
-            y_label: "R^2".into(),
-            log_x,
-            log_y: false,
-            series: s,
-            diagonal: false,
-        },
-    )
+    Ok(())
 }
 
 /// Write `report.md`, tables and figures into `root`; returns the report path.

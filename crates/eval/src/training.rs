@@ -184,15 +184,7 @@ pub fn infer_video(
         return Err("the estimator returned a non-finite |alpha|".into());
     }
     let var = tv.norm.std.powi(2);
-    let p = out.curve.eval(out.alpha_abs, tv.n_sub);
-    let n = (out.curve.n_pairs * out.curve.n_pixels) as f64;
-    let stderr = if p.gauss_newton > 0.0 {
-        (2.0 * out.curve.raw_loss(out.alpha_abs, tv.n_sub).max(0.0)
-            / ((n - 1.0).max(1.0) * p.gauss_newton))
-            .sqrt()
-    } else {
-        f64::INFINITY
-    };
+    let stderr = out.curve.stderr(out.alpha_abs, tv.n_sub);
     let mut extra = BTreeMap::new();
     extra.insert("ttt_steps".into(), serde_json::json!(ttt_steps));
     extra.insert(

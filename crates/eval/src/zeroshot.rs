@@ -26,14 +26,7 @@ impl Default for ZeroShotSettings {
 
 /// Standard error of `|alpha|` from the SAFE loss curvature (as the direct fit reports it).
 pub fn curvature_stderr(out: &ZeroShotOutput) -> f64 {
-    let p = out.curve.eval(out.alpha_abs, out.n_sub);
-    let n = (out.curve.n_pairs * out.curve.n_pixels) as f64;
-    let raw = out.curve.raw_loss(out.alpha_abs, out.n_sub).max(0.0);
-    if p.gauss_newton > 0.0 {
-        (2.0 * raw / ((n - 1.0).max(1.0) * p.gauss_newton)).sqrt()
-    } else {
-        f64::INFINITY
-    }
+    out.curve.stderr(out.alpha_abs, out.n_sub)
 }
 
 pub fn zero_shot_video(

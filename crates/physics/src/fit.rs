@@ -251,6 +251,19 @@ impl SafeLossCurve {
         }
     }
 
+    /// Standard error of `|alpha|` at `a` from the loss curvature (Gauss-Newton, residual
+    /// variance from the raw loss), assuming independent pixel residuals; optimistic when
+    /// residuals are spatially correlated. Infinite when the loss is flat in `a`.
+    pub fn stderr(&self, a: f64, n: SubSteps) -> f64 {
+        let gn = self.eval(a, n).gauss_newton;
+        let n_res = (self.n_pairs * self.n_pixels) as f64;
+        if gn > 0.0 {
+            (2.0 * self.raw_loss(a, n).max(0.0) / ((n_res - 1.0).max(1.0) * gn)).sqrt()
+        } else {
+            f64::INFINITY
+        }
+    }
+
     /// True when the noise correction changes the loss materially: some group of modes is
     /// left out as noise-dominated (on clean data none is).
     pub fn noise_active(&self) -> bool {
@@ -530,14 +543,8 @@ pub fn fit_alpha(curve: &SafeLossCurve, opts: &FitOptions) -> Result<FitResult, 
         }
         a = 0.5 * (x0 + x1);
     }
-    let p = curve.eval(a, n);
-    let n_res = (curve.n_pairs * curve.n_pixels) as f64;
     let loss = curve.raw_loss(a, n).max(0.0);
-    let stderr = if p.gauss_newton > 0.0 {
-        (2.0 * loss / ((n_res - 1.0).max(1.0) * p.gauss_newton)).sqrt()
-    } else {
-        f64::INFINITY
-    };
+    let stderr = curve.stderr(a, n);
     Ok(FitResult {
         alpha_abs: a,
         stderr,
