@@ -118,6 +118,32 @@ fn main() {
                 assert!((r.alpha_hat + d.alpha_abs).abs() < 1e-5);
             });
             report("zero-shot: one 101x128x128 video, 200 Adam steps", secs, 5);
+            {
+                // Where a zero-shot step goes: the fused estimator's forward and backward.
+                use safe_model::fused::{HostEstimator, HostParams};
+                use safe_model::model::SafePitCm;
+                let dev = burn::tensor::Device::flex();
+                let m = SafePitCm::seeded(&zs.config.model, &dev, 0);
+                let host = HostEstimator::from_params(&HostParams::from_module(&m.estimator));
+                let t = 100;
+                let p = m.estimator.pool_size();
+                let pooled: Vec<f32> = (0..t * p * p)
+                    .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+                    .collect();
+                let bands: Vec<f32> = (0..t * host.band_inputs())
+                    .map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0)
+                    .collect();
+                let bands = (host.band_inputs() > 0).then_some(bands.as_slice());
+                let secs = median_secs(51, || {
+                    std::hint::black_box(host.forward(&pooled, bands, t));
+                });
+                report("  estimator forward, 100 frames (one step)", secs, 51);
+                let (_, cache) = host.forward(&pooled, bands, t);
+                let secs = median_secs(51, || {
+                    std::hint::black_box(host.backward(&cache, 1.0));
+                });
+                report("  estimator backward, 100 frames (one step)", secs, 51);
+            }
             let mut zb = zs.clone();
             zb.config.engine = Engine::Burn;
             let secs = median_secs(1, || {

@@ -72,8 +72,6 @@ pub struct HostEstimator {
     b1: Vec<f32>,
     /// `[k][c1][d]`.
     w2: Vec<f32>,
-    /// `[k][d][c1]` (the backward's matrix-vector products run along `c1`).
-    w2t: Vec<f32>,
     b2: Vec<f32>,
     /// Linear weights `[in][out]` as burn stores them.
     wq: Vec<f32>,
@@ -235,6 +233,8 @@ pub struct Cache {
     pooled: Vec<f32>,
     bands: Vec<f32>,
     a1: Vec<f32>,
+    /// im2col of the first convolution's ReLU, `[t*pp][9*c1]`.
+    col: Vec<f32>,
     a2: Vec<f32>,
     z: Vec<f32>,
     /// Per-head `[h][t][dk]` projections.
@@ -249,6 +249,62 @@ pub struct Cache {
     m: Vec<f32>,
     u: Vec<f32>,
     o: f32,
+}
+
+/// Frames per parallel block of the frame-token convolutions.
+const BLOCK: usize = 8;
+
+/// How a row-major `[rows][cols]` buffer is read as a GEMM operand: as stored, or transposed.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// The operand is the buffer itself.
+    Rows,
+    /// The operand is the buffer's transpose.
+    Cols,
+}
+
+/// `c = a b + beta c` with `a: [m][k]`, `b: [k][n]`, `c: [m][n]` row-major, each operand
+/// read through its [`Layout`] (matrixmultiply's kernels pick AVX2/FMA at run time).
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    la: Layout,
+    b: &[f32],
+    lb: Layout,
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    let (rsa, csa) = match la {
+        Layout::Rows => (k as isize, 1),
+        Layout::Cols => (1, m as isize),
+    };
+    let (rsb, csb) = match lb {
+        Layout::Rows => (n as isize, 1),
+        Layout::Cols => (1, k as isize),
+    };
+    // SAFETY: the assert above bounds every index the strides reach.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
 }
 
 /// `y += a * x` (vectorises).
@@ -282,15 +338,20 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 fn affine(x: &[f32], w: &[f32], b: &[f32], n_in: usize, n_out: usize) -> Vec<f32> {
     let rows = x.len() / n_in;
     let mut y = Vec::with_capacity(rows * n_out);
-    for r in 0..rows {
+    for _ in 0..rows {
         y.extend_from_slice(b);
-        let yr = &mut y[r * n_out..(r + 1) * n_out];
-        for (i, &xi) in x[r * n_in..(r + 1) * n_in].iter().enumerate() {
-            if xi != 0.0 {
-                axpy(yr, xi, &w[i * n_out..(i + 1) * n_out]);
-            }
-        }
     }
+    gemm(
+        rows,
+        n_in,
+        n_out,
+        x,
+        Layout::Rows,
+        w,
+        Layout::Rows,
+        1.0,
+        &mut y,
+    );
     y
 }
 
@@ -305,18 +366,34 @@ fn affine_back(
     db: &mut [f32],
 ) -> Vec<f32> {
     let rows = x.len() / n_in;
-    let mut dx = vec![0f32; rows * n_in];
-    for r in 0..rows {
-        let dyr = &dy[r * n_out..(r + 1) * n_out];
+    for dyr in dy.chunks_exact(n_out) {
         for (d, &g) in db.iter_mut().zip(dyr) {
             *d += g;
         }
-        for i in 0..n_in {
-            let xi = x[r * n_in + i];
-            axpy(&mut dw[i * n_out..(i + 1) * n_out], xi, dyr);
-            dx[r * n_in + i] = dot(&w[i * n_out..(i + 1) * n_out], dyr);
-        }
     }
+    gemm(
+        n_in,
+        rows,
+        n_out,
+        x,
+        Layout::Cols,
+        dy,
+        Layout::Rows,
+        1.0,
+        dw,
+    );
+    let mut dx = vec![0f32; rows * n_in];
+    gemm(
+        rows,
+        n_out,
+        n_in,
+        dy,
+        Layout::Rows,
+        w,
+        Layout::Cols,
+        0.0,
+        &mut dx,
+    );
     dx
 }
 
@@ -340,13 +417,11 @@ impl HostEstimator {
             }
         }
         let mut w2 = vec![0f32; 9 * c1 * d];
-        let mut w2t = vec![0f32; 9 * c1 * d];
         for co in 0..d {
             for ci in 0..c1 {
                 for k in 0..9 {
                     let v = w2b[(co * c1 + ci) * 9 + k];
                     w2[(k * c1 + ci) * d + co] = v;
-                    w2t[(k * d + co) * c1 + ci] = v;
                 }
             }
         }
@@ -371,7 +446,6 @@ impl HostEstimator {
             w1,
             b1: t[1].clone(),
             w2,
-            w2t,
             b2: t[3].clone(),
             wq: t[4].clone(),
             bq: t[5].clone(),
@@ -406,11 +480,11 @@ impl HostEstimator {
         f()
     }
 
-    /// Frame tokens of one frame: conv (1 -> c1) + ReLU, conv (c1 -> d) + ReLU, mean over
-    /// positions. Writes the pre-activations `a1: [pp][c1]`, `a2: [pp][d]` and `z: [d]`.
+    /// First convolution (1 -> c1) of one frame, then the im2col rows of its ReLU for the
+    /// second: `a1: [pp][c1]` pre-activations, `col: [pp][9*c1]` (zeros at the padding).
     #[inline(always)]
-    fn tokens_fwd_frame(&self, x: &[f32], a1: &mut [f32], a2: &mut [f32], z: &mut [f32]) {
-        let (pp, c1, d) = (self.p * self.p, self.c1, self.d);
+    fn conv1_frame(&self, x: &[f32], a1: &mut [f32], col: &mut [f32]) {
+        let (pp, c1) = (self.p * self.p, self.c1);
         for q in 0..pp {
             let out = &mut a1[q * c1..(q + 1) * c1];
             out.copy_from_slice(&self.b1);
@@ -422,85 +496,51 @@ impl HostEstimator {
             }
         }
         for q in 0..pp {
-            let out = &mut a2[q * d..(q + 1) * d];
-            out.copy_from_slice(&self.b2);
             for k in 0..9 {
-                let src = self.nb[q * 9 + k];
-                if src == usize::MAX {
-                    continue;
-                }
-                for ci in 0..c1 {
-                    let h = a1[src * c1 + ci];
-                    if h > 0.0 {
-                        let off = (k * c1 + ci) * d;
-                        axpy(out, h, &self.w2[off..off + d]);
+                let dst = &mut col[(q * 9 + k) * c1..(q * 9 + k + 1) * c1];
+                match self.nb[q * 9 + k] {
+                    usize::MAX => dst.fill(0.0),
+                    src => {
+                        for (o, &a) in dst.iter_mut().zip(&a1[src * c1..(src + 1) * c1]) {
+                            *o = a.max(0.0);
+                        }
                     }
                 }
-            }
-        }
-        z.fill(0.0);
-        let inv = 1.0 / pp as f32;
-        for q in 0..pp {
-            for (zc, &a) in z.iter_mut().zip(&a2[q * d..(q + 1) * d]) {
-                *zc += a.max(0.0) * inv;
             }
         }
     }
 
-    /// Backward of [`Self::tokens_fwd_frame`] given `dz: [d]`, accumulating into `acc`.
+    /// Backward of [`Self::conv1_frame`]: `dcol: [pp][9*c1]` scattered back to the first
+    /// convolution's outputs, through its ReLU, into `acc`'s conv1 gradients.
     #[inline(always)]
-    fn tokens_bwd_frame(
-        &self,
-        x: &[f32],
-        a1: &[f32],
-        a2: &[f32],
-        dz: &[f32],
-        acc: &mut TokenGrads,
-    ) {
-        let (pp, c1, d) = (self.p * self.p, self.c1, self.d);
-        let inv = 1.0 / pp as f32;
+    fn conv1_bwd_frame(&self, x: &[f32], a1: &[f32], dcol: &[f32], acc: &mut TokenGrads) {
+        let (pp, c1) = (self.p * self.p, self.c1);
         let mut dh1 = vec![0f32; pp * c1];
-        let mut da2 = vec![0f32; d];
         for q in 0..pp {
-            for ((g, &a), &dzc) in da2.iter_mut().zip(&a2[q * d..(q + 1) * d]).zip(dz) {
-                *g = if a > 0.0 { dzc * inv } else { 0.0 };
-            }
-            for (b, &g) in acc.b2.iter_mut().zip(&da2) {
-                *b += g;
-            }
             for k in 0..9 {
                 let src = self.nb[q * 9 + k];
-                if src == usize::MAX {
-                    continue;
-                }
-                for ci in 0..c1 {
-                    let h = a1[src * c1 + ci];
-                    if h > 0.0 {
-                        let off = (k * c1 + ci) * d;
-                        axpy(&mut acc.w2[off..off + d], h, &da2);
-                    }
-                }
-                // dh1[src] += W2[k] da2, as axpys along c1 (no horizontal sums).
-                let dh = &mut dh1[src * c1..(src + 1) * c1];
-                for (co, &g) in da2.iter().enumerate() {
-                    if g != 0.0 {
-                        axpy(dh, g, &self.w2t[(k * d + co) * c1..(k * d + co + 1) * c1]);
+                if src != usize::MAX {
+                    let g = &dcol[(q * 9 + k) * c1..(q * 9 + k + 1) * c1];
+                    for (d, &v) in dh1[src * c1..(src + 1) * c1].iter_mut().zip(g) {
+                        *d += v;
                     }
                 }
             }
         }
         for q in 0..pp {
-            for ci in 0..c1 {
-                if a1[q * c1 + ci] <= 0.0 {
-                    continue;
+            let dh = &mut dh1[q * c1..(q + 1) * c1];
+            for (g, &a) in dh.iter_mut().zip(&a1[q * c1..(q + 1) * c1]) {
+                if a <= 0.0 {
+                    *g = 0.0;
                 }
-                let g = dh1[q * c1 + ci];
-                acc.b1[ci] += g;
-                for k in 0..9 {
-                    let src = self.nb[q * 9 + k];
-                    if src != usize::MAX {
-                        acc.w1[k * c1 + ci] += x[src] * g;
-                    }
+            }
+            for (b, &g) in acc.b1.iter_mut().zip(dh.iter()) {
+                *b += g;
+            }
+            for k in 0..9 {
+                let src = self.nb[q * 9 + k];
+                if src != usize::MAX {
+                    axpy(&mut acc.w1[k * c1..(k + 1) * c1], x[src], dh);
                 }
             }
         }
@@ -589,14 +629,54 @@ impl HostEstimator {
     pub fn forward(&self, pooled: &[f32], bands: Option<&[f32]>, t: usize) -> (f32, Cache) {
         let (pp, c1, d) = (self.p * self.p, self.c1, self.d);
         assert_eq!(pooled.len(), t * pp, "pooled frames must be [t, p*p]");
+        // Frame tokens: conv1 per frame, conv2 as one GEMM per block of frames
+        // (im2col [pp*BLOCK, 9*c1] x W2 [9*c1, d]), ReLU, mean over positions.
+        let kc = 9 * c1;
         let mut a1 = vec![0f32; t * pp * c1];
+        let mut col = vec![0f32; t * pp * kc];
         let mut a2 = vec![0f32; t * pp * d];
         let mut z = vec![0f32; t * d];
-        a1.par_chunks_mut(pp * c1)
-            .zip(a2.par_chunks_mut(pp * d))
-            .zip(z.par_chunks_mut(d))
-            .zip(pooled.par_chunks(pp))
-            .for_each(|(((a1, a2), z), x)| simd!(self.avx2, self.tokens_fwd_frame(x, a1, a2, z)));
+        a1.par_chunks_mut(BLOCK * pp * c1)
+            .zip(col.par_chunks_mut(BLOCK * pp * kc))
+            .zip(a2.par_chunks_mut(BLOCK * pp * d))
+            .zip(z.par_chunks_mut(BLOCK * d))
+            .zip(pooled.par_chunks(BLOCK * pp))
+            .for_each(|((((a1, col), a2), z), x)| {
+                let nf = x.len() / pp;
+                for f in 0..nf {
+                    simd!(
+                        self.avx2,
+                        self.conv1_frame(
+                            &x[f * pp..(f + 1) * pp],
+                            &mut a1[f * pp * c1..(f + 1) * pp * c1],
+                            &mut col[f * pp * kc..(f + 1) * pp * kc]
+                        )
+                    );
+                }
+                for row in a2.chunks_exact_mut(d) {
+                    row.copy_from_slice(&self.b2);
+                }
+                gemm(
+                    nf * pp,
+                    kc,
+                    d,
+                    col,
+                    Layout::Rows,
+                    &self.w2,
+                    Layout::Rows,
+                    1.0,
+                    a2,
+                );
+                let inv = 1.0 / pp as f32;
+                for (zf, af) in z.chunks_exact_mut(d).zip(a2.chunks_exact(pp * d)) {
+                    zf.fill(0.0);
+                    for aq in af.chunks_exact(d) {
+                        for (zc, &a) in zf.iter_mut().zip(aq) {
+                            *zc += a.max(0.0) * inv;
+                        }
+                    }
+                }
+            });
         let bands: Vec<f32> = match (self.n_band, bands) {
             (0, _) => Vec::new(),
             (nb, Some(f)) => {
@@ -659,6 +739,7 @@ impl HostEstimator {
             pooled: pooled.to_vec(),
             bands,
             a1,
+            col,
             a2,
             z,
             qh,
@@ -787,24 +868,62 @@ impl HostEstimator {
                 &mut g.bb,
             );
         }
-        // Frame tokens, per frame in parallel with per-thread accumulators.
-        // Fixed blocks of frames, summed in order: the result does not depend on scheduling.
-        const BLOCK: usize = 8;
+        // Frame tokens, per block of frames in parallel. Fixed blocks, summed in order:
+        // the result does not depend on scheduling.
+        let kc = 9 * c1;
+        let inv = 1.0 / pp as f32;
         let blocks: Vec<TokenGrads> =
             c.a1.par_chunks(BLOCK * pp * c1)
+                .zip(c.col.par_chunks(BLOCK * pp * kc))
                 .zip(c.a2.par_chunks(BLOCK * pp * d))
                 .zip(dz.par_chunks(BLOCK * d))
                 .zip(c.pooled.par_chunks(BLOCK * pp))
-                .map(|(((a1, a2), dzb), xb)| {
+                .map(|((((a1, col), a2), dzb), xb)| {
+                    let nf = dzb.len() / d;
+                    let rows = nf * pp;
                     let mut acc = TokenGrads::zeros(c1, d);
-                    for f in 0..dzb.len() / d {
+                    // Through the mean over positions and conv2's ReLU.
+                    let mut da2 = vec![0f32; rows * d];
+                    for (r, (g, a)) in da2.chunks_exact_mut(d).zip(a2.chunks_exact(d)).enumerate() {
+                        let dzf = &dzb[(r / pp) * d..(r / pp + 1) * d];
+                        for ((gc, &ac), &dc) in g.iter_mut().zip(a).zip(dzf) {
+                            *gc = if ac > 0.0 { dc * inv } else { 0.0 };
+                        }
+                        for (b, &gc) in acc.b2.iter_mut().zip(g.iter()) {
+                            *b += gc;
+                        }
+                    }
+                    // dW2 = col^T da2, dcol = da2 W2^T.
+                    gemm(
+                        kc,
+                        rows,
+                        d,
+                        col,
+                        Layout::Cols,
+                        &da2,
+                        Layout::Rows,
+                        0.0,
+                        &mut acc.w2,
+                    );
+                    let mut dcol = vec![0f32; rows * kc];
+                    gemm(
+                        rows,
+                        d,
+                        kc,
+                        &da2,
+                        Layout::Rows,
+                        &self.w2,
+                        Layout::Cols,
+                        0.0,
+                        &mut dcol,
+                    );
+                    for f in 0..nf {
                         simd!(
                             self.avx2,
-                            self.tokens_bwd_frame(
+                            self.conv1_bwd_frame(
                                 &xb[f * pp..(f + 1) * pp],
                                 &a1[f * pp * c1..(f + 1) * pp * c1],
-                                &a2[f * pp * d..(f + 1) * pp * d],
-                                &dzb[f * d..(f + 1) * d],
+                                &dcol[f * pp * kc..(f + 1) * pp * kc],
                                 &mut acc
                             )
                         );
