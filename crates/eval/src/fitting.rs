@@ -84,11 +84,11 @@ fn loss_curves(
     let spectra = VideoSpectra::compute(&frames, &video.grid);
     let dt = video.dt_between(frame_step);
     let g = video.grid;
-    let var = noise.variance(&spectra, 1.0);
+    let nm = noise.model(&spectra, 1.0);
     let swapped = (g.dx != g.dy)
-        .then(|| SafeLossCurve::with_spacing(&spectra, g.dy, g.dx, dt).with_noise(var));
+        .then(|| SafeLossCurve::with_spacing(&spectra, g.dy, g.dx, dt).with_noise_model(nm));
     (
-        SafeLossCurve::new(&spectra, dt).with_noise(var),
+        SafeLossCurve::new(&spectra, dt).with_noise_model(nm),
         swapped,
         frames.len(),
     )
@@ -136,6 +136,7 @@ pub fn fit_video(video: &Video, s: &FitSettings) -> Result<SimResult, String> {
             "noise_std".into(),
             serde_json::json!(curve.noise_var.sqrt()),
         );
+        extra.insert("noise_rho".into(), serde_json::json!(curve.noise_rho));
     }
     extra.insert("frame_step".into(), serde_json::json!(s.frame_step));
     extra.insert("frames_used".into(), serde_json::json!(used));

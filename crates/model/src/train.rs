@@ -72,7 +72,7 @@ impl TrainVideo {
         let spectra = VideoSpectra::compute(&refs, &grid);
         // The measurement-noise correction is estimated from the data (a no-op on clean data).
         let curve = SafeLossCurve::new(&spectra, dt_save)
-            .with_noise(NoiseMode::Auto.variance(&spectra, 1.0));
+            .with_noise_model(NoiseMode::Auto.model(&spectra, 1.0));
         let (log_e, band_floor) = if bands > 0 {
             band_log_energies(&spectra, bands, None)
         } else {

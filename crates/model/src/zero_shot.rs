@@ -199,8 +199,8 @@ pub fn zero_shot(
     let frames_f: Vec<&[f32]> = latent.chunks_exact(h * w).collect();
     let spectra = VideoSpectra::compute(&frames_f, grid);
     let noise: NoiseMode = cfg.noise.parse().unwrap_or(NoiseMode::Auto);
-    let curve =
-        SafeLossCurve::new(&spectra, dt_save).with_noise(noise.variance(&spectra, 1.0 / norm.std));
+    let curve = SafeLossCurve::new(&spectra, dt_save)
+        .with_noise_model(noise.model(&spectra, 1.0 / norm.std));
     let band_feats = (cfg.model.bands > 0).then(|| {
         let (le, _) = crate::bands::band_log_energies(&spectra, cfg.model.bands, None);
         crate::bands::band_features(&le, t, cfg.model.bands)

@@ -24,7 +24,9 @@ pub mod operator;
 pub mod simulate;
 pub mod stability;
 
-pub use fit::{FitOptions, FitResult, SafeLossCurve, estimate_noise_var, fit_alpha};
+pub use fit::{
+    FitOptions, FitResult, NoiseModel, SafeLossCurve, estimate_noise, estimate_noise_var, fit_alpha,
+};
 pub use grid::{Grid, GridError};
 pub use operator::SubSteps;
 
