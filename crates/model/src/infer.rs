@@ -12,7 +12,7 @@ use crate::zero_shot::to_vec;
 use burn::module::Module;
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor, TensorData};
-use safe_physics::fit::{SafeLossCurve, VideoSpectra};
+use safe_physics::fit::{NoiseMode, SafeLossCurve, VideoSpectra};
 
 /// The automatic test-time learning rate.
 ///
@@ -101,6 +101,14 @@ pub struct InferOutput {
     pub ttt_steps: usize,
 }
 
+/// The SAFE loss curve of a latent video, corrected for the measurement noise estimated
+/// from it (as in training and zero-shot; a no-op on clean data).
+fn noise_corrected(frames: &[&[f32]], v: &TrainVideo) -> SafeLossCurve {
+    let spectra = VideoSpectra::compute(frames, &v.grid);
+    let noise = NoiseMode::Auto.model(&spectra, 1.0);
+    SafeLossCurve::new(&spectra, v.dt_save).with_noise_model(noise)
+}
+
 /// Infer `|alpha|` for one prepared video with a copy of `trained`.
 pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize) -> InferOutput {
     let mut model = trained.clone();
@@ -108,7 +116,7 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
     let lat = latent_of(&model, v);
     let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
     let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
-    let mut curve = SafeLossCurve::new(&VideoSpectra::compute(&refs, &v.grid), v.dt_save);
+    let mut curve = noise_corrected(&refs, v);
     let mut feats = v.features_of_latent(&lat);
     let amortised = HostEstimator::from_module(&model.estimator)
         .forward(&pooled, feats.as_deref(), v.t)
@@ -171,7 +179,7 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
         let lat = latent_of(&model, v);
         let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
         let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
-        curve = SafeLossCurve::new(&VideoSpectra::compute(&refs, &v.grid), v.dt_save);
+        curve = noise_corrected(&refs, v);
         feats = v.features_of_latent(&lat);
         (lat, pooled)
     } else {
