@@ -44,6 +44,16 @@ impl InputArgs {
     }
 }
 
+/// The camera's intensity curve, undone before estimating.
+#[derive(clap::Args, Clone, Debug)]
+pub struct IntensityArgs {
+    /// The frames record x^GAMMA of the field (x scaled to [0, 1] by the video's darkest and
+    /// brightest pixel): a number (1 = linear, the default), or 'auto' to fit gamma per
+    /// video as the value whose undone video the SAFE operator explains best.
+    #[arg(long, default_value = "1")]
+    pub gamma: safe_eval::intensity::GammaChoice,
+}
+
 /// Where results go.
 #[derive(clap::Args, Clone, Debug)]
 pub struct OutputArgs {

@@ -1,8 +1,9 @@
 //! The estimation commands: `fit` (and, in later modules, `zero-shot` and `infer`).
 
-use crate::common::{InputArgs, OutputArgs, finish, run_over_inputs};
+use crate::common::{InputArgs, IntensityArgs, OutputArgs, finish, run_over_inputs};
 use anyhow::Result;
 use safe_eval::fitting::{FitSettings, SubStepChoice, fit_video};
+use safe_eval::intensity::{GammaChoice, fit_gamma, undo_gamma, with_gamma};
 use safe_eval::results::RunOutput;
 use safe_eval::zeroshot::{ZeroShotSettings, zero_shot_video};
 use safe_model::zero_shot::ZeroShotConfig;
@@ -23,10 +24,12 @@ pub struct FitArgs {
     /// Restrict the search for |alpha| to LO,HI (default: von Neumann numbers 1e-5..1e4).
     #[arg(long, value_delimiter = ',', num_args = 2)]
     alpha_range: Option<Vec<f64>>,
-    /// Measurement-noise correction of the SAFE loss: auto (estimate white noise from the
-    /// data; no effect on clean data), off (the paper's raw loss), or a standard deviation.
+    /// Measurement-noise correction of the SAFE loss: auto (estimate the noise's variance
+    /// and frame-to-frame correlation from the data; no effect on clean data), off (the paper's raw loss), or a standard deviation.
     #[arg(long, default_value = "auto")]
     noise: NoiseMode,
+    #[command(flatten)]
+    intensity: IntensityArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -39,10 +42,13 @@ pub fn run_fit(a: FitArgs) -> Result<ExitCode> {
         alpha_range: a.alpha_range.as_ref().map(|v| (v[0], v[1])),
         noise: a.noise,
     };
-    let (sims, errors) = run_over_inputs(&a.input, "fit", true, &|v, _| fit_video(v, &s));
+    let g = a.intensity.gamma;
+    let (sims, errors) = run_over_inputs(&a.input, "fit", true, &|v, _| {
+        with_gamma(v, g, s.n_sub, s.frame_step, &|v| fit_video(v, &s))
+    });
     let settings = serde_json::json!({
         "mode": "fit", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,
-        "alpha_range": a.alpha_range, "noise": s.noise.to_string(),
+        "alpha_range": a.alpha_range, "noise": s.noise.to_string(), "gamma": g.to_string(),
     });
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }
@@ -74,6 +80,8 @@ pub struct ZeroShotArgs {
     #[arg(long, value_name = "DIR")]
     explain: Option<std::path::PathBuf>,
     #[command(flatten)]
+    intensity: IntensityArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -84,6 +92,7 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
             steps: a.steps,
             lr: a.lr,
             seed: a.seed,
+            noise: a.noise.to_string(),
             ..Default::default()
         },
         n_sub: a.n_sub,
@@ -115,7 +124,28 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
                 ));
             }
         };
-        let (r, out) = zero_shot_video(v, &s, &mut cb)?;
+        let t0 = std::time::Instant::now();
+        let g = a.intensity.gamma;
+        let (gamma, fitted) = match g {
+            GammaChoice::Fixed(x) => (x, None),
+            GammaChoice::Auto => {
+                pb.set_message(format!("{} (fitting gamma)", v.source.display()));
+                let f =
+                    fit_gamma(v, s.n_sub, s.frame_step).map_err(|e| format!("gamma fit: {e}"))?;
+                (f.gamma, Some(f))
+            }
+        };
+        let mapped = (gamma != 1.0).then(|| undo_gamma(v, gamma));
+        let v = mapped.as_ref().unwrap_or(v);
+        let (mut r, out) = zero_shot_video(v, &s, &mut cb)?;
+        if gamma != 1.0 {
+            r.extra.insert("gamma".into(), serde_json::json!(gamma));
+        }
+        if let Some(f) = fitted {
+            r.extra
+                .insert("gamma_unexplained".into(), serde_json::json!(f.unexplained));
+        }
+        r.seconds = t0.elapsed().as_secs_f64();
         if let Some(d) = &a.explain {
             let dir = if several {
                 d.join(
@@ -135,6 +165,7 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
     let settings = serde_json::json!({
         "mode": "zero-shot", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,
         "steps": a.steps, "lr": a.lr, "seed": a.seed, "noise": a.noise.to_string(),
+        "gamma": a.intensity.gamma.to_string(),
     });
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }

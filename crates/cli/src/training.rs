@@ -142,6 +142,8 @@ pub struct InferArgs {
     #[arg(long)]
     n_sub: Option<String>,
     #[command(flatten)]
+    intensity: crate::common::IntensityArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -152,13 +154,20 @@ pub fn run_infer(a: InferArgs) -> Result<ExitCode> {
         m.config.train.n_sub = n.clone();
         m.config.n_sub().map_err(|e| anyhow!("--n-sub: {e}"))?;
     }
+    let n_sub = match m.config.n_sub().map_err(|e| anyhow!("{e}"))? {
+        Some(n) => safe_eval::fitting::SubStepChoice::Fixed(n),
+        None => safe_eval::fitting::SubStepChoice::Auto,
+    };
+    let g = a.intensity.gamma;
     let (sims, errors) = run_over_inputs(&a.input, "infer", false, &|v, _| {
-        infer_video(&m, v, a.ttt_steps).map(|(r, _)| r)
+        safe_eval::intensity::with_gamma(v, g, n_sub, 1, &|v| {
+            infer_video(&m, v, a.ttt_steps).map(|(r, _)| r)
+        })
     });
     let settings = serde_json::json!({
         "mode": if a.ttt_steps == 0 { "amortised" } else { "test-time training" },
         "model": a.model.display().to_string(), "ttt_steps": a.ttt_steps,
-        "profile": format!("{:?}", m.config.profile).to_lowercase(),
+        "profile": format!("{:?}", m.config.profile).to_lowercase(), "gamma": g.to_string(),
     });
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }

@@ -219,3 +219,54 @@ fn zero_shot_recovers_alpha_and_explains() {
     assert_eq!(v["sims"][0]["alpha_hat"], v2["sims"][0]["alpha_hat"]);
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn gamma_auto_undoes_a_camera_curve() {
+    let d = tmpdir("gamma");
+    assert!(small_dataset(&d.join("data"), "4").status.success());
+    // The same video through a gamma 0.8 camera curve (floats, scaled to [0, 1]).
+    let src = d.join("data/sim_000");
+    let arr = safe_data::npy::read_npy(&src.join("field.npy")).unwrap();
+    let (lo, hi) = arr
+        .data
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let cam: Vec<f32> = arr
+        .data
+        .iter()
+        .map(|&x| ((x - lo) / (hi - lo)).powf(0.8))
+        .collect();
+    let meta = std::fs::read_to_string(src.join("meta.json")).unwrap();
+    write_sim(&d.join("cam"), &arr.shape, &cam, &meta);
+    let cam_dir = d.join("cam");
+    let fit = |gamma: &str, out: &str| {
+        let o = run(&[
+            "fit",
+            cam_dir.to_str().unwrap(),
+            "--gamma",
+            gamma,
+            "--out",
+            d.join(out).to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join(out)).unwrap()).unwrap();
+        v["sims"][0].clone()
+    };
+    let (linear, auto) = (fit("1", "lin.json"), fit("auto", "auto.json"));
+    let err = |s: &serde_json::Value| {
+        (s["alpha_hat"].as_f64().unwrap() - s["alpha_true"].as_f64().unwrap()).abs()
+    };
+    assert!(
+        (auto["gamma"].as_f64().unwrap() - 0.8).abs() < 0.01,
+        "{auto}"
+    );
+    assert!(err(&auto) < 0.1 * err(&linear), "{auto} vs {linear}");
+    // A gamma that is not a positive number is refused before any work.
+    let o = run(&["fit", cam_dir.to_str().unwrap(), "--gamma", "0"]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("invalid gamma"), "{:?}", text(&o));
+    std::fs::remove_dir_all(&d).unwrap();
+}

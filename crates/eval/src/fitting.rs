@@ -74,6 +74,11 @@ pub fn loss_curve(video: &Video, frame_step: usize) -> (SafeLossCurve, usize) {
     (c, n)
 }
 
+/// The noise-corrected SAFE loss curve of a video's raw frames, in the stable direction.
+pub fn noise_corrected_curve(video: &Video, frame_step: usize, noise: NoiseMode) -> SafeLossCurve {
+    loss_curves(video, frame_step, noise).0
+}
+
 /// The curve, and when `dx != dy` also the curve with the spacings swapped (axis check).
 fn loss_curves(
     video: &Video,

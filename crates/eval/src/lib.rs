@@ -3,6 +3,7 @@
 
 pub mod explain;
 pub mod fitting;
+pub mod intensity;
 pub mod metrics;
 pub mod plots;
 pub mod report;

@@ -190,7 +190,7 @@ pub struct Outcome {
 pub const NOISE_LEVELS: [f64; 4] = [0.005, 0.01, 0.02, 0.05];
 
 /// Bumped whenever an estimator's results change, so `reproduce` recomputes cached stages.
-pub const ALGORITHM_VERSION: u32 = 2;
+pub const ALGORITHM_VERSION: u32 = 3;
 
 /// One way of estimating alpha for a video.
 type Estimate<'a> = Box<dyn Fn(&Video) -> std::result::Result<SimResult, String> + Sync + 'a>;
@@ -506,13 +506,41 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
                 Box::new(|v: &Video| infer_video(&trained, v, 50).map(|(r, _)| r)),
             ));
         }
+        if cname.contains("gamma") {
+            // The power-law encoder with gamma fitted per video (`--gamma auto`).
+            let g = |v: &Video, f: &dyn Fn(&Video) -> std::result::Result<SimResult, String>| {
+                crate::intensity::with_gamma(
+                    v,
+                    crate::intensity::GammaChoice::Auto,
+                    SubStepChoice::Fixed(SubSteps::Finite(50)),
+                    1,
+                    f,
+                )
+            };
+            modes.push((
+                "fit, gamma fitted",
+                Box::new(move |v: &Video| g(v, &|v| fit_video(v, &FitSettings::default()))),
+            ));
+            let zs = &zs_base;
+            modes.push((
+                "zero-shot, gamma fitted",
+                Box::new(move |v: &Video| {
+                    g(v, &|v| zero_shot_video(v, zs, &mut |_| {}).map(|(r, _)| r))
+                }),
+            ));
+            let tm = &trained;
+            modes.push((
+                "trained + 50 TTT, gamma fitted",
+                Box::new(move |v: &Video| g(v, &|v| infer_video(tm, v, 50).map(|(r, _)| r))),
+            ));
+        }
         for (mi, (mname, f)) in modes.iter().enumerate() {
             let st = Stage::open(
                 root,
                 &format!("robust{ci}_{mi}"),
                 &json!({"condition": cname, "mode": mname, "data": data_fp, "zero_shot": zs_fp(50, 1), "train": train_fp}),
             )?;
-            let sims = run_items(&st, &test, *mname != "trained + 50 TTT", &|v| f(&tf(v)))?;
+            let sims = run_items(&st, &test, !mname.starts_with("trained"), &|v| f(&tf(v)))?;
             robust.push((
                 cname.clone(),
                 mname.to_string(),

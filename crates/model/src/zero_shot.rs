@@ -34,7 +34,7 @@ pub struct ZeroShotConfig {
     /// How the estimator's forward and backward run (same arithmetic either way).
     pub engine: Engine,
     /// Measurement-noise correction of the SAFE loss: "auto", "off" or a standard deviation
-    /// in the video's units (see `SafeLossCurve::with_noise`).
+    /// in the video's units (see `SafeLossCurve::with_noise_model`).
     pub noise: String,
 }
 

@@ -312,6 +312,16 @@ impl SafeLossCurve {
         l
     }
 
+    /// Energy of the frame-to-frame change in the modes the loss uses, less the noise's
+    /// expected share: the SAFE loss at `|alpha| = 0`. The loss over this is the fraction of
+    /// the change the operator leaves unexplained.
+    pub fn change_energy(&self) -> f64 {
+        (0..self.mu.len())
+            .filter(|&g| self.keep[g])
+            .map(|g| self.d[g] - self.noise_corr[g] * (2.0 - 2.0 * self.noise_rho))
+            .sum()
+    }
+
     /// Total spectral energy of the frame-to-frame evolution beyond the mean; zero means
     /// the video carries no information about `alpha`.
     pub fn structure_energy(&self) -> f64 {
@@ -329,7 +339,7 @@ impl SafeLossCurve {
 pub enum NoiseMode {
     /// The raw loss (the paper's).
     Off,
-    /// Estimate white-noise variance from the data ([`estimate_noise_var`]) and correct.
+    /// Estimate the noise from the data ([`estimate_noise`]) and correct.
     Auto,
     /// Correct for white noise of this standard deviation (the video's units).
     Std(f64),
@@ -835,7 +845,10 @@ mod tests {
         let nm = estimate_noise(&vs);
         // Rounding error of a uniform quantiser: variance 1/12 grey level^2.
         assert!((nm.var * 12.0 - 1.0).abs() < 0.25, "{nm:?}");
-        assert!(nm.rho > 0.1, "rounding error repeats between frames: {nm:?}");
+        assert!(
+            nm.rho > 0.1,
+            "rounding error repeats between frames: {nm:?}"
+        );
         let opts = FitOptions::default();
         let curve = SafeLossCurve::new(&vs, 0.25);
         let err = |c: SafeLossCurve| (fit_alpha(&c, &opts).unwrap().alpha_abs - alpha).abs();
