@@ -87,6 +87,22 @@ fn main() {
             assert!((r.alpha_hat + d.alpha_abs).abs() < 1e-6);
         });
         report("fit: one video, load field.npy + meta.json + fit", secs, 21);
+        let secs = median_secs(21, || {
+            std::hint::black_box(safe_data::Video::load_sim_dir(&sim, &ov).unwrap());
+        });
+        report(
+            "  of which: load and validate field.npy + meta.json",
+            secs,
+            21,
+        );
+        let secs = median_secs(21, || {
+            std::hint::black_box(fit_video(&video, &fs).unwrap());
+        });
+        report(
+            "  of which: fit_video (noise estimate, spectra, fit)",
+            secs,
+            21,
+        );
         let (curve, _) = loss_curve(&video, 1);
         let secs = median_secs(101, || {
             std::hint::black_box(curve.eval(0.3, SubSteps::Finite(50)));

@@ -404,18 +404,21 @@ pub fn estimate_noise(v: &VideoSpectra) -> NoiseModel {
     let cut = 0.75 * mu.iter().cloned().fold(0.0, f64::max);
     let nx = v.grid.nx;
     let n = v.grid.len() as f64;
+    // The top band's modes and their Parseval weights, once.
+    let band: Vec<(usize, f64)> = (0..mu.len())
+        .filter(|&i| mu[i] >= cut)
+        .map(|i| (i, v.fft.weight(i / nx)))
+        .collect();
+    let wsum: f64 = band.iter().map(|b| b.1).sum();
     let top = |t: usize, u: usize| {
-        let (mut p, mut c) = (0.0, 0.0);
-        for (i, (x, y)) in v.frame(t).iter().zip(v.frame(u)).enumerate() {
-            if mu[i] >= cut {
-                let w = v.fft.weight(i / nx);
-                p += w * (x.re * y.re + x.im * y.im) / n;
-                c += w;
-            }
-        }
-        if c > 0.0 { p / c } else { 0.0 }
+        let (x, y) = (v.frame(t), v.frame(u));
+        let p: f64 = band
+            .iter()
+            .map(|&(i, w)| w * (x[i].re * y[i].re + x[i].im * y[i].im))
+            .sum();
+        if wsum > 0.0 { p / (n * wsum) } else { 0.0 }
     };
-    let per_frame: Vec<f64> = (0..v.n_frames).map(|t| top(t, t)).collect();
+    let per_frame: Vec<f64> = (0..v.n_frames).into_par_iter().map(|t| top(t, t)).collect();
     // Average the frames whose top-band power is within 25% of the smallest (all noise-
     // dominated ones), so the estimate is not the minimum of noisy values.
     let min = per_frame
@@ -537,11 +540,11 @@ pub fn fit_alpha(curve: &SafeLossCurve, opts: &FitOptions) -> Result<FitResult, 
     let grid: Vec<f64> = (0..npts)
         .map(|i| lo * (hi / lo).powf(i as f64 / (npts - 1) as f64))
         .collect();
-    let mut evals = 0;
+    // The scan's points are independent: evaluate them in parallel, pick in order.
+    let scan: Vec<f64> = grid.par_iter().map(|&a| curve.eval(a, n).loss).collect();
+    let mut evals = npts;
     let mut best = (f64::INFINITY, 0usize);
-    for (i, &a) in grid.iter().enumerate() {
-        let l = curve.eval(a, n).loss;
-        evals += 1;
+    for (i, &l) in scan.iter().enumerate() {
         if l.is_finite() && l < best.0 {
             best = (l, i);
         }
