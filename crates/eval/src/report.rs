@@ -539,6 +539,13 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
             .collect();
         writeln!(r, "| {c} | {} |", cells.join(" | "))?;
     }
+    writeln!(
+        r,
+        "\nWhat limits each: the direct fit and zero-shot minimise the same noise-corrected loss, so they agree; \
+         a gamma curve adds a term the Laplacian does not have (hence the 'gamma fitted' columns). \
+         The trained model's TTT rows are limited by their amortised start: band energies of quantised frames lie outside \
+         what the estimator saw in training, and 50 TTT steps do not reach the minimum from there (more steps do; `infer --ttt-steps`).\n"
+    )?;
     csv(
         &tables.join("robustness.csv"),
         &format!("condition,{}", modes.join(",")),
