@@ -496,18 +496,22 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
             conds.push(c.clone());
         }
     }
-    let mut trows = Vec::new();
-    for c in &conds {
-        let cells: Vec<String> = modes
+    // One table cell per mode for condition `c`; "-" where the mode did not run.
+    let cells_of = |c: &str, cell: &dyn Fn(&ModeResult) -> Option<String>| -> Vec<String> {
+        modes
             .iter()
             .map(|m| {
                 o.robust
                     .iter()
                     .find(|(cc, mm, _)| cc == c && mm == m)
-                    .map(|(_, _, x)| f(mae(&x.all), 4))
+                    .and_then(|(_, _, x)| cell(x))
                     .unwrap_or_else(|| "-".into())
             })
-            .collect();
+            .collect()
+    };
+    let mut trows = Vec::new();
+    for c in &conds {
+        let cells = cells_of(c, &|x| Some(f(mae(&x.all), 4)));
         writeln!(r, "| {c} | {} |", cells.join(" | "))?;
         let mut row = vec![c.clone()];
         row.extend(cells);
@@ -521,22 +525,13 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
     writeln!(r, "| condition | {} |", modes.join(" | "))?;
     writeln!(r, "|---|{}", "---|".repeat(modes.len()))?;
     for c in conds.iter().filter(|c| !c.starts_with("noise")) {
-        let cells: Vec<String> = modes
-            .iter()
-            .map(|m| {
-                o.robust
-                    .iter()
-                    .find(|(cc, mm, _)| cc == c && mm == m)
-                    .and_then(|(_, _, x)| {
-                        x.sims
-                            .iter()
-                            .filter_map(|s| s.alpha_true.map(|t| (s.alpha_hat - t).abs() / t.abs()))
-                            .reduce(f64::max)
-                    })
-                    .map(|e| format!("{:.2}%", 100.0 * e))
-                    .unwrap_or_else(|| "-".into())
-            })
-            .collect();
+        let cells = cells_of(c, &|x| {
+            x.sims
+                .iter()
+                .filter_map(|s| s.alpha_true.map(|t| (s.alpha_hat - t).abs() / t.abs()))
+                .reduce(f64::max)
+                .map(|e| format!("{:.2}%", 100.0 * e))
+        });
         writeln!(r, "| {c} | {} |", cells.join(" | "))?;
     }
     writeln!(
