@@ -164,36 +164,23 @@ pub fn write_explain(
         .zip(&data)
         .map(|(&s, d)| {
             let f = idx[s];
-            vec![
-                Panel {
-                    title: format!("V[{f}]"),
-                    data: &d[0],
+            let titles = [
+                format!("V[{f}]"),
+                format!("F[{f}]"),
+                format!("V_hat[{f}]"),
+                format!("|P - F[{f}]|"),
+            ];
+            titles
+                .into_iter()
+                .zip(d.iter())
+                .map(|(title, data)| Panel {
+                    title,
+                    data,
                     nx: grid.nx,
                     ny: grid.ny,
                     range: None,
-                },
-                Panel {
-                    title: format!("F[{f}]"),
-                    data: &d[1],
-                    nx: grid.nx,
-                    ny: grid.ny,
-                    range: None,
-                },
-                Panel {
-                    title: format!("V_hat[{f}]"),
-                    data: &d[2],
-                    nx: grid.nx,
-                    ny: grid.ny,
-                    range: None,
-                },
-                Panel {
-                    title: format!("|P - F[{f}]|"),
-                    data: &d[3],
-                    nx: grid.nx,
-                    ny: grid.ny,
-                    range: None,
-                },
-            ]
+                })
+                .collect()
         })
         .collect();
     field_grid(
