@@ -43,6 +43,10 @@ pub struct TrainConfig {
     /// Random periodic shifts and grid symmetries of the training videos in phase 1 (they
     /// leave the physics and the SAFE loss unchanged, and change what the estimator sees).
     pub augment: bool,
+    /// Share of phase-1 views recorded through a simulated camera (8-bit quantisation over
+    /// the video's range, then optionally a random gamma in 0.7..1.4): the estimator learns
+    /// inputs like real frames, while its SAFE loss stays that of the clean video.
+    pub camera_augment: f64,
     pub seed: u64,
     /// Sub-steps of the SAFE operator ("50", "inf", or "auto" = the data's save_interval).
     pub n_sub: String,
@@ -89,6 +93,7 @@ impl Default for TrainConfig {
             phase2_window: 0,
             phase2_steps_per_video: 1,
             augment: true,
+            camera_augment: 0.0,
             seed: 0,
             n_sub: "50".into(),
             kernel: "spectral".into(),
@@ -180,6 +185,9 @@ impl Config {
         {
             return Err("phase1_fraction must be in [0, 1]".into());
         }
+        if !(0.0..=1.0).contains(&t.camera_augment) {
+            return Err("train.camera_augment must be in [0, 1]".into());
+        }
         if !(t.lr_estimator > 0.0
             && t.lr_codec > 0.0
             && t.plateau_factor > 0.0
@@ -265,6 +273,7 @@ mod tests {
         );
         assert!(Config::from_toml("[model]\nd_model = 30\nheads = 4\n").is_err());
         assert!(Config::from_toml("profile = \"gpu\"").is_err());
+        assert!(Config::from_toml("[train]\ncamera_augment = 1.5").is_err());
         assert!(Config::from_toml("[train]\nn_sub = \"many\"").is_err());
     }
 }

@@ -371,6 +371,34 @@ fn rng_for(seed: u64, epoch: usize) -> rand_chacha::ChaCha8Rng {
     r
 }
 
+/// A normalised video as an 8-bit camera would record it: half the time through a random
+/// gamma curve (0.7..1.4), then quantised to 256 levels over its range, and normalised
+/// again (zero mean, unit standard deviation, as the estimator's inputs are).
+fn camera_view(frames: &[f32], rng: &mut impl Rng) -> Vec<f32> {
+    let (lo, hi) = frames
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let span = (hi - lo).max(f32::MIN_POSITIVE);
+    let gamma: f32 = if rng.random::<bool>() {
+        (rng.random_range(0.7f32.ln()..1.4f32.ln())).exp()
+    } else {
+        1.0
+    };
+    let q: Vec<f32> = frames
+        .iter()
+        .map(|&x| (((x - lo) / span).clamp(0.0, 1.0).powf(gamma) * 255.0).round())
+        .collect();
+    let n = q.len() as f64;
+    let mean = q.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let var = q.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+    let inv = 1.0 / var.sqrt().max(f64::MIN_POSITIVE);
+    q.iter()
+        .map(|&x| ((x as f64 - mean) * inv) as f32)
+        .collect()
+}
+
 /// Phase-1 epoch: estimator only, fused pass, augmented views. Returns the mean loss.
 fn phase1_epoch(
     cfg: &Config,
@@ -393,13 +421,22 @@ fn phase1_epoch(
         let mut acc: Option<HostGrads> = None;
         for &i in batch.iter() {
             let v = &train[i];
+            let camera = (cfg.train.camera_augment > 0.0
+                && rng.random::<f64>() < cfg.train.camera_augment)
+                .then(|| camera_view(&v.frames, &mut rng));
+            let frames = camera.as_deref().unwrap_or(&v.frames);
             let pooled = if cfg.train.augment {
                 let s = Symmetry::random(&mut rng, v.grid.nx, v.grid.ny, v.isotropic());
-                pool_frames(&v.frames, v.t, v.grid.nx, v.grid.ny, p, &s)
+                pool_frames(frames, v.t, v.grid.nx, v.grid.ny, p, &s)
+            } else if camera.is_some() {
+                pool_frames(frames, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY)
             } else {
                 v.pooled.clone()
             };
-            let feats = v.features_from(&v.log_e);
+            let feats = match &camera {
+                Some(c) => v.features_of_latent(c),
+                None => v.features_from(&v.log_e),
+            };
             let (a, cache) = host.forward(&pooled, feats.as_deref(), v.t);
             let (l, g) = alpha_objective(&v.curve, v.n_sub, a as f64, &cfg.loss, v.alpha_abs);
             total += l;
@@ -828,4 +865,33 @@ pub fn train(
         model: best,
         state: st,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn camera_view_is_quantised_and_normalised() {
+        let frames: Vec<f32> = (0..4000).map(|i| ((i as f32) * 0.013).sin()).collect();
+        let mut rng = rng_for(3, 0);
+        for _ in 0..4 {
+            let v = camera_view(&frames, &mut rng);
+            let n = v.len() as f64;
+            let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+            assert!(
+                mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
+                "{mean} {var}"
+            );
+            let mut levels: Vec<f32> = v.clone();
+            levels.sort_by(f32::total_cmp);
+            levels.dedup();
+            assert!(
+                levels.len() <= 256 && levels.len() > 100,
+                "{}",
+                levels.len()
+            );
+        }
+    }
 }
