@@ -79,6 +79,28 @@ pub fn commit_dir(tmp: &Path, dest: &Path, overwrite: bool) -> Result<(), WriteE
     std::fs::rename(tmp, dest).map_err(io(dest))
 }
 
+/// Hold an exclusive lock on the output folder `dir` while the returned file lives, so two
+/// runs into one folder cannot clean up or overwrite each other's work. The OS releases it
+/// when the process ends, kill -9 included, so a killed run never leaves the folder locked.
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File, String> {
+    let p = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "{} is in use by another run (it holds {}); wait for it or choose another --out",
+            dir.display(),
+            p.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", p.display())),
+    }
+}
+
 /// Remove temporary files and folders that a killed run left in `dir` (our `.NAME.tmp-*`).
 pub fn clean_stale_temps(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -99,6 +121,18 @@ pub fn clean_stale_temps(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_folder_admits_one_run_at_a_time() {
+        let d = std::env::temp_dir().join(format!("safe-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let first = lock_dir(&d).unwrap();
+        let second = lock_dir(&d).unwrap_err();
+        assert!(second.contains("in use by another run"), "{second}");
+        drop(first);
+        assert!(lock_dir(&d).is_ok());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn refuses_to_overwrite_unless_asked() {

@@ -355,6 +355,7 @@ pub fn generate(
         ));
     }
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let _lock = crate::atomic::lock_dir(out)?;
     clean_stale_temps(out);
     let n = s.n_diffusion;
     let shape = [s.n_steps / s.save_interval + 1, s.nx, s.ny];

@@ -225,6 +225,7 @@ fn run_items(
 pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathBuf> {
     let root = &s.out;
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let _lock = safe_data::atomic::lock_dir(root).map_err(|e| anyhow!(e))?;
     let mut stage_seconds = Vec::new();
     let mut timed = |name: &str, t0: std::time::Instant| {
         stage_seconds.push((name.to_string(), t0.elapsed().as_secs_f64()))

@@ -727,6 +727,7 @@ pub fn train(
         return Err(TrainError::NoData);
     }
     std::fs::create_dir_all(dir).map_err(|e| TrainError::Io(format!("{}: {e}", dir.display())))?;
+    let _lock = safe_data::atomic::lock_dir(dir).map_err(TrainError::Io)?;
     // Debris of a killed checkpoint write.
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
