@@ -34,8 +34,19 @@ pub struct FitArgs {
     output: OutputArgs,
 }
 
+/// A noise level is in the video's units, which undoing a gamma curve changes.
+fn check_noise_with_gamma(noise: NoiseMode, gamma: GammaChoice) -> Result<()> {
+    if matches!(noise, NoiseMode::Std(_)) && gamma != GammaChoice::Fixed(1.0) {
+        anyhow::bail!(
+            "--noise with a standard deviation cannot be combined with --gamma (the map changes the video's units): use --noise auto"
+        );
+    }
+    Ok(())
+}
+
 pub fn run_fit(a: FitArgs) -> Result<ExitCode> {
     a.output.check()?;
+    check_noise_with_gamma(a.noise, a.intensity.gamma)?;
     let s = FitSettings {
         n_sub: a.n_sub,
         frame_step: a.frame_step as usize,
@@ -87,6 +98,7 @@ pub struct ZeroShotArgs {
 
 pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
     a.output.check()?;
+    check_noise_with_gamma(a.noise, a.intensity.gamma)?;
     let s = ZeroShotSettings {
         config: ZeroShotConfig {
             steps: a.steps,
@@ -138,7 +150,7 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
         let mapped = (gamma != 1.0).then(|| undo_gamma(v, gamma));
         let v = mapped.as_ref().unwrap_or(v);
         let (mut r, out) = zero_shot_video(v, &s, &mut cb)?;
-        if gamma != 1.0 {
+        if g != GammaChoice::Fixed(1.0) {
             r.extra.insert("gamma".into(), serde_json::json!(gamma));
         }
         if let Some(f) = fitted {

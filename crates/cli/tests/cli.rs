@@ -264,6 +264,17 @@ fn gamma_auto_undoes_a_camera_curve() {
         "{auto}"
     );
     assert!(err(&auto) < 0.1 * err(&linear), "{auto} vs {linear}");
+    // A noise level is in the video's units, which the gamma map changes: refused.
+    let o = run(&[
+        "fit",
+        cam_dir.to_str().unwrap(),
+        "--gamma",
+        "auto",
+        "--noise",
+        "0.01",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("cannot be combined"), "{:?}", text(&o));
     // A gamma that is not a positive number is refused before any work.
     let o = run(&["fit", cam_dir.to_str().unwrap(), "--gamma", "0"]);
     assert!(!o.status.success());

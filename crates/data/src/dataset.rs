@@ -345,6 +345,8 @@ pub fn generate(
     progress: &(dyn Fn() + Sync),
 ) -> Result<(Manifest, GenerateReport), String> {
     s.validate()?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let _lock = crate::atomic::lock_dir(out)?;
     if let Ok(m) = Manifest::load(out)
         && m.settings != *s
         && !overwrite
@@ -354,8 +356,6 @@ pub fn generate(
             out.display()
         ));
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let _lock = crate::atomic::lock_dir(out)?;
     clean_stale_temps(out);
     let n = s.n_diffusion;
     let shape = [s.n_steps / s.save_interval + 1, s.nx, s.ny];

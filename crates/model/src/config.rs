@@ -43,8 +43,8 @@ pub struct TrainConfig {
     /// Random periodic shifts and grid symmetries of the training videos in phase 1 (they
     /// leave the physics and the SAFE loss unchanged, and change what the estimator sees).
     pub augment: bool,
-    /// Share of phase-1 views recorded through a simulated camera (8-bit quantisation over
-    /// the video's range, then optionally a random gamma in 0.7..1.4): the estimator learns
+    /// Share of phase-1 views recorded through a simulated camera (half the time a random
+    /// gamma in 0.7..1.4, then 8-bit quantisation over the video's range): the estimator learns
     /// inputs like real frames, while its SAFE loss stays that of the clean video.
     pub camera_augment: f64,
     pub seed: u64,

@@ -90,7 +90,7 @@ fn newton_matched_lr(
         cfg.train.lr_estimator
     };
     if lr.is_finite() {
-        lr.clamp(1e-7, TTT_LR_CAP * cfg.train.lr_estimator)
+        lr.max(1e-7).min(TTT_LR_CAP * cfg.train.lr_estimator)
     } else {
         cfg.train.lr_estimator
     }

@@ -398,7 +398,8 @@ pub fn estimate_noise_var(v: &VideoSpectra) -> f64 {
 /// mode, normalised) everywhere. `rho` is the correlation of that band between consecutive
 /// such frames (0 for noise drawn afresh each frame, > 0 for rounding error that repeats).
 /// On noise-free data `var` is at the float rounding floor; on data whose smoothest frame
-/// still has structure at the grid scale it overestimates.
+/// still has structure at the grid scale it overestimates, and `rho` with it. `rho` is
+/// measured on the slowest frames and applied to all pairs.
 pub fn estimate_noise(v: &VideoSpectra) -> NoiseModel {
     let mu = SafeLossCurve::mode_mu(&v.grid, &v.fft);
     let cut = 0.75 * mu.iter().cloned().fold(0.0, f64::max);
