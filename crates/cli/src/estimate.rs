@@ -3,7 +3,7 @@
 use crate::common::{InputArgs, IntensityArgs, OutputArgs, finish, run_over_inputs};
 use anyhow::Result;
 use safe_eval::fitting::{FitSettings, SubStepChoice, fit_video};
-use safe_eval::intensity::{GammaChoice, fit_gamma, undo_gamma, with_gamma};
+use safe_eval::intensity::{GammaChoice, with_gamma, with_gamma_then};
 use safe_eval::results::RunOutput;
 use safe_eval::zeroshot::{ZeroShotSettings, zero_shot_video};
 use safe_model::zero_shot::ZeroShotConfig;
@@ -136,43 +136,29 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
                 ));
             }
         };
-        let t0 = std::time::Instant::now();
-        let g = a.intensity.gamma;
-        let (gamma, fitted) = match g {
-            GammaChoice::Fixed(x) => (x, None),
-            GammaChoice::Auto => {
-                pb.set_message(format!("{} (fitting gamma)", v.source.display()));
-                let f =
-                    fit_gamma(v, s.n_sub, s.frame_step).map_err(|e| format!("gamma fit: {e}"))?;
-                (f.gamma, Some(f))
+        if a.intensity.gamma == GammaChoice::Auto {
+            pb.set_message(format!("{} (fitting gamma)", v.source.display()));
+        }
+        // Explainability artefacts show the video the estimate saw (gamma undone).
+        let run = |v: &safe_data::Video| {
+            let (r, out) = zero_shot_video(v, &s, &mut cb)?;
+            if let Some(d) = &a.explain {
+                let dir = if several {
+                    d.join(
+                        v.source
+                            .file_name()
+                            .map(|n| n.to_os_string())
+                            .unwrap_or_else(|| "video".into()),
+                    )
+                } else {
+                    d.clone()
+                };
+                safe_eval::explain::write_explain(&dir, v, &out, s.frame_step, true)
+                    .map_err(|e| format!("explain: {e:#}"))?;
             }
+            Ok((r, ()))
         };
-        let mapped = (gamma != 1.0).then(|| undo_gamma(v, gamma));
-        let v = mapped.as_ref().unwrap_or(v);
-        let (mut r, out) = zero_shot_video(v, &s, &mut cb)?;
-        if g != GammaChoice::Fixed(1.0) {
-            r.extra.insert("gamma".into(), serde_json::json!(gamma));
-        }
-        if let Some(f) = fitted {
-            r.extra
-                .insert("gamma_unexplained".into(), serde_json::json!(f.unexplained));
-        }
-        r.seconds = t0.elapsed().as_secs_f64();
-        if let Some(d) = &a.explain {
-            let dir = if several {
-                d.join(
-                    v.source
-                        .file_name()
-                        .map(|n| n.to_os_string())
-                        .unwrap_or_else(|| "video".into()),
-                )
-            } else {
-                d.clone()
-            };
-            safe_eval::explain::write_explain(&dir, v, &out, s.frame_step, true)
-                .map_err(|e| format!("explain: {e:#}"))?;
-        }
-        Ok(r)
+        with_gamma_then(v, a.intensity.gamma, s.n_sub, s.frame_step, run).map(|(r, ())| r)
     });
     let settings = serde_json::json!({
         "mode": "zero-shot", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,

@@ -186,6 +186,21 @@ pub fn with_gamma(
     frame_step: usize,
     estimate: &dyn Fn(&Video) -> Result<SimResult, String>,
 ) -> Result<SimResult, String> {
+    with_gamma_then(v, choice, n_sub, frame_step, |v| {
+        estimate(v).map(|r| (r, ()))
+    })
+    .map(|(r, ())| r)
+}
+
+/// [`with_gamma`] for estimates that also return other output `T` (e.g. what zero-shot's
+/// explainability artefacts need); `estimate` sees the mapped video.
+pub fn with_gamma_then<T>(
+    v: &Video,
+    choice: GammaChoice,
+    n_sub: SubStepChoice,
+    frame_step: usize,
+    estimate: impl FnOnce(&Video) -> Result<(SimResult, T), String>,
+) -> Result<(SimResult, T), String> {
     let t0 = std::time::Instant::now();
     let (gamma, fitted) = match choice {
         GammaChoice::Fixed(1.0) => return estimate(v),
@@ -195,14 +210,14 @@ pub fn with_gamma(
             (f.gamma, Some(f))
         }
     };
-    let mut r = estimate(&undo_gamma(v, gamma))?;
+    let (mut r, extra) = estimate(&undo_gamma(v, gamma))?;
     r.extra.insert("gamma".into(), serde_json::json!(gamma));
     if let Some(f) = fitted {
         r.extra
             .insert("gamma_unexplained".into(), serde_json::json!(f.unexplained));
     }
     r.seconds = t0.elapsed().as_secs_f64();
-    Ok(r)
+    Ok((r, extra))
 }
 
 #[cfg(test)]
