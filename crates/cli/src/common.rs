@@ -3,8 +3,10 @@
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use safe_data::{MetaOverrides, Source, Video, discover};
+use safe_eval::fitting::{EstimateSettings, SubStepChoice};
 use safe_eval::results::{ErrorRecord, RunOutput, SimResult};
-use safe_physics::Process;
+use safe_physics::loss::NoiseMode;
+use safe_physics::{Boundary, Choice, Laplacian, Process};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -24,9 +26,6 @@ pub struct InputArgs {
     /// Time between saved frames, if meta.json lacks it.
     #[arg(long)]
     pub dt_save: Option<f64>,
-    /// diffusion or mobility, if meta.json lacks it.
-    #[arg(long, value_parser = parse_process)]
-    pub process: Option<Process>,
 }
 
 pub fn parse_process(s: &str) -> Result<Process, String> {
@@ -39,8 +38,67 @@ impl InputArgs {
             dx: self.dx,
             dy: self.dy,
             dt_save: self.dt_save,
-            process: self.process,
+            process: None,
         }
+    }
+}
+
+/// The SAFE operator and loss: what every estimating command (fit, zero-shot, infer) shares.
+#[derive(clap::Args, Clone, Debug)]
+pub struct OperatorArgs {
+    /// What lies outside the field of view: periodic (the field wraps), zero-flux (a sealed
+    /// sample), open (a window onto a larger sample: nothing assumed, only pixels the
+    /// outside cannot reach within a frame interval are compared), or auto (decided from
+    /// the data: how the edges look, then the residual along them).
+    #[arg(long, default_value = "auto")]
+    pub boundary: Choice<Boundary>,
+    /// The Laplacian: five-point (the paper's stencil), continuum (the continuous
+    /// Laplacian of real physics), or auto (the one whose SAFE loss is lower).
+    #[arg(long, default_value = "auto")]
+    pub laplacian: Choice<Laplacian>,
+    /// Sub-steps per frame interval: a count, 'inf' (exact exponential, for continuous-time
+    /// physics and real videos) or 'auto' (the data's save_interval, else inf).
+    #[arg(long, default_value = "auto")]
+    pub n_sub: SubStepChoice,
+    /// diffusion (the field smooths forward in time), mobility (it sharpens), or auto (the
+    /// direction the data support; meta.json's 'process' is checked against it).
+    #[arg(long, default_value = "auto")]
+    pub process: Choice<Process>,
+    /// Frame strides of the SAFE loss, e.g. 1,2,4,8 (default: 1, plus longer strides when
+    /// noise is a visible share of the frame-to-frame change).
+    #[arg(long, value_delimiter = ',')]
+    pub strides: Option<Vec<usize>>,
+    /// Use every K-th frame.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub frame_step: u64,
+    /// Restrict the search for |alpha| to LO,HI (default: von Neumann numbers 1e-5..1e4).
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub alpha_range: Option<Vec<f64>>,
+    /// Measurement-noise correction of the SAFE loss: auto (estimate the noise's variance
+    /// and frame-to-frame correlation from the data; no effect on clean data), off (the
+    /// paper's raw loss), or a standard deviation.
+    #[arg(long, default_value = "auto")]
+    pub noise: NoiseMode,
+}
+
+impl OperatorArgs {
+    pub fn settings(&self) -> Result<EstimateSettings> {
+        if let Some(s) = &self.strides
+            && (s.is_empty() || s.contains(&0))
+        {
+            bail!("--strides must be positive frame counts, e.g. 1,2,4,8");
+        }
+        Ok(EstimateSettings {
+            boundary: self.boundary,
+            laplacian: self.laplacian,
+            n_sub: self.n_sub,
+            process: self.process,
+            strides: self.strides.clone(),
+            frame_step: self.frame_step as usize,
+            alpha_range: self.alpha_range.as_ref().map(|v| (v[0], v[1])),
+            noise: self.noise,
+            process_from_metadata: false,
+        })
     }
 }
 
@@ -137,7 +195,19 @@ pub fn run_over_inputs(
 pub fn finish(out: &RunOutput, args: &OutputArgs) -> Result<ExitCode> {
     print!("{}", out.table());
     for r in &out.sims {
-        if let Some(w) = r.extra.get("axis_warning").and_then(|v| v.as_str()) {
+        // What `auto` decided, and why.
+        if let Some(ds) = r.extra.get("decisions").and_then(|v| v.as_array()) {
+            for d in ds.iter().filter(|d| d["auto"] == serde_json::json!(true)) {
+                eprintln!(
+                    "note: {}: {} = {} ({})",
+                    r.path,
+                    d["what"].as_str().unwrap_or(""),
+                    d["value"].as_str().unwrap_or(""),
+                    d["why"].as_str().unwrap_or("")
+                );
+            }
+        }
+        for w in &r.warnings {
             eprintln!("warning: {}: {w}", r.path);
         }
     }

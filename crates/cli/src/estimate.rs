@@ -1,33 +1,21 @@
 //! The estimation commands: `fit` (and, in later modules, `zero-shot` and `infer`).
 
-use crate::common::{InputArgs, IntensityArgs, OutputArgs, finish, run_over_inputs};
+use crate::common::{InputArgs, IntensityArgs, OperatorArgs, OutputArgs, finish, run_over_inputs};
 use anyhow::Result;
-use safe_eval::fitting::{FitSettings, SubStepChoice, fit_video};
+use safe_eval::fitting::fit_video;
 use safe_eval::intensity::{GammaChoice, with_gamma, with_gamma_then};
 use safe_eval::results::RunOutput;
 use safe_eval::zeroshot::{ZeroShotSettings, zero_shot_video};
 use safe_model::zero_shot::ZeroShotConfig;
-use safe_physics::fit::NoiseMode;
+use safe_physics::loss::NoiseMode;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct FitArgs {
     #[command(flatten)]
     input: InputArgs,
-    /// Sub-steps per frame interval: a count, 'inf' (exact exponential, for data from a
-    /// continuous-time integrator) or 'auto' (the data's save_interval, else inf).
-    #[arg(long, default_value = "50")]
-    n_sub: SubStepChoice,
-    /// Use every K-th frame.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    frame_step: u64,
-    /// Restrict the search for |alpha| to LO,HI (default: von Neumann numbers 1e-5..1e4).
-    #[arg(long, value_delimiter = ',', num_args = 2)]
-    alpha_range: Option<Vec<f64>>,
-    /// Measurement-noise correction of the SAFE loss: auto (estimate the noise's variance
-    /// and frame-to-frame correlation from the data; no effect on clean data), off (the paper's raw loss), or a standard deviation.
-    #[arg(long, default_value = "auto")]
-    noise: NoiseMode,
+    #[command(flatten)]
+    operator: OperatorArgs,
     #[command(flatten)]
     intensity: IntensityArgs,
     #[command(flatten)]
@@ -46,21 +34,15 @@ fn check_noise_with_gamma(noise: NoiseMode, gamma: GammaChoice) -> Result<()> {
 
 pub fn run_fit(a: FitArgs) -> Result<ExitCode> {
     a.output.check()?;
-    check_noise_with_gamma(a.noise, a.intensity.gamma)?;
-    let s = FitSettings {
-        n_sub: a.n_sub,
-        frame_step: a.frame_step as usize,
-        alpha_range: a.alpha_range.as_ref().map(|v| (v[0], v[1])),
-        noise: a.noise,
-    };
+    let s = a.operator.settings()?;
+    check_noise_with_gamma(s.noise, a.intensity.gamma)?;
     let g = a.intensity.gamma;
     let (sims, errors) = run_over_inputs(&a.input, "fit", true, &|v, _| {
-        with_gamma(v, g, s.n_sub, s.frame_step, &|v| fit_video(v, &s))
+        with_gamma(v, g, &s, &|v| fit_video(v, &s))
     });
-    let settings = serde_json::json!({
-        "mode": "fit", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,
-        "alpha_range": a.alpha_range, "noise": s.noise.to_string(), "gamma": g.to_string(),
-    });
+    let mut settings = s.record();
+    settings["mode"] = serde_json::json!("fit");
+    settings["gamma"] = serde_json::json!(g.to_string());
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }
 
@@ -68,24 +50,21 @@ pub fn run_fit(a: FitArgs) -> Result<ExitCode> {
 pub struct ZeroShotArgs {
     #[command(flatten)]
     input: InputArgs,
+    #[command(flatten)]
+    operator: OperatorArgs,
     /// Adam steps on the estimator.
     #[arg(long, default_value_t = 200)]
     steps: usize,
-    /// Sub-steps per frame interval: a count, 'inf' or 'auto' (see `fit --help`).
-    #[arg(long, default_value = "50")]
-    n_sub: SubStepChoice,
     /// Adam learning rate of the estimator.
     #[arg(long, default_value_t = 5e-3)]
     lr: f64,
     /// Seed of the fresh model's initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Measurement-noise correction of the SAFE loss (see `fit --help`).
-    #[arg(long, default_value = "auto")]
-    noise: NoiseMode,
-    /// Use every K-th frame.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    frame_step: u64,
+    /// Newton steps on the estimator's output bias after Adam (0 = the paper's Adam alone,
+    /// which stops ~1e-6 from the SAFE loss's minimum).
+    #[arg(long, default_value_t = 8)]
+    polish: usize,
     /// Write explainability artefacts (per-frame errors, V/F/V_hat/|P-F| images) here;
     /// with several videos, one sub-folder per video.
     #[arg(long, value_name = "DIR")]
@@ -98,17 +77,17 @@ pub struct ZeroShotArgs {
 
 pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
     a.output.check()?;
-    check_noise_with_gamma(a.noise, a.intensity.gamma)?;
+    let est = a.operator.settings()?;
+    check_noise_with_gamma(est.noise, a.intensity.gamma)?;
     let s = ZeroShotSettings {
         config: ZeroShotConfig {
             steps: a.steps,
             lr: a.lr,
             seed: a.seed,
-            noise: a.noise.to_string(),
+            polish: a.polish,
             ..Default::default()
         },
-        n_sub: a.n_sub,
-        frame_step: a.frame_step as usize,
+        estimate: est,
     };
     if let Some(d) = &a.explain
         && d.exists()
@@ -153,17 +132,27 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
                 } else {
                     d.clone()
                 };
-                safe_eval::explain::write_explain(&dir, v, &out, s.frame_step, true)
-                    .map_err(|e| format!("explain: {e:#}"))?;
+                let process = r.process.parse().map_err(|e: String| e)?;
+                safe_eval::explain::write_explain(
+                    &dir,
+                    v,
+                    &out,
+                    process,
+                    s.estimate.frame_step,
+                    true,
+                )
+                .map_err(|e| format!("explain: {e:#}"))?;
             }
             Ok((r, ()))
         };
-        with_gamma_then(v, a.intensity.gamma, s.n_sub, s.frame_step, run).map(|(r, ())| r)
+        with_gamma_then(v, a.intensity.gamma, &s.estimate, run).map(|(r, ())| r)
     });
-    let settings = serde_json::json!({
-        "mode": "zero-shot", "n_sub": s.n_sub.to_string(), "frame_step": s.frame_step,
-        "steps": a.steps, "lr": a.lr, "seed": a.seed, "noise": a.noise.to_string(),
-        "gamma": a.intensity.gamma.to_string(),
-    });
+    let mut settings = s.estimate.record();
+    settings["mode"] = serde_json::json!("zero-shot");
+    settings["steps"] = serde_json::json!(a.steps);
+    settings["lr"] = serde_json::json!(a.lr);
+    settings["seed"] = serde_json::json!(a.seed);
+    settings["polish"] = serde_json::json!(a.polish);
+    settings["gamma"] = serde_json::json!(a.intensity.gamma.to_string());
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }

@@ -58,6 +58,36 @@ pub struct Args {
     /// spectral (exact forward-Euler map in Fourier space, fast) or stencil (literal sub-steps).
     #[arg(long, default_value = "spectral")]
     solver: String,
+    /// euler (the paper's: forward Euler on the five-point stencil) or continuum (the
+    /// exact evolution of the continuous heat equation: what real samples do).
+    #[arg(long, default_value = "euler")]
+    physics: String,
+    /// periodic (the paper's), zero-flux (a sealed box) or open (an NX x NY window at a
+    /// random place in a periodic sample --window-scale times larger).
+    #[arg(long, default_value = "periodic")]
+    boundary: String,
+    #[arg(long, default_value_t = 2.5)]
+    window_scale: f64,
+    /// Record through a camera: Gaussian blur, shot and read noise, black level, bit depth
+    /// (the values below; the default is a 12-bit scientific camera).
+    #[arg(long)]
+    camera: bool,
+    /// Camera point-spread blur, standard deviation in pixels.
+    #[arg(long, default_value_t = 1.2)]
+    psf_sigma: f64,
+    /// Electrons at the brightest point (shot noise ~ 1/sqrt of it).
+    #[arg(long, default_value_t = 10000.0)]
+    peak_electrons: f64,
+    /// Electrons per ADU.
+    #[arg(long, default_value_t = 3.0)]
+    camera_gain: f64,
+    #[arg(long, default_value_t = 100.0)]
+    black_level: f64,
+    /// Read noise, ADU.
+    #[arg(long, default_value_t = 3.0)]
+    read_noise: f64,
+    #[arg(long, default_value_t = 12)]
+    bits: u32,
     /// Replace an existing dataset made with other settings.
     #[arg(long)]
     overwrite: bool,
@@ -87,6 +117,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "stencil" => "stencil-euler".into(),
             other => other.into(),
         },
+        physics: a.physics.clone(),
+        boundary: a.boundary.clone(),
+        window_scale: a.window_scale,
+        camera: a.camera.then(|| safe_data::camera::Camera {
+            psf_sigma: a.psf_sigma,
+            peak_electrons: a.peak_electrons,
+            gain: a.camera_gain,
+            black_level: a.black_level,
+            read_noise: a.read_noise,
+            bits: a.bits,
+            ..Default::default()
+        }),
     };
     s.validate().map_err(|e| anyhow!(e))?;
     let t0 = std::time::Instant::now();

@@ -55,19 +55,26 @@ pub fn run(a: Args) -> Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     if let Some(al) = a.alpha
-        && (!al.is_finite() || (al != 0.0 && al.signum() != v.process().sign()))
+        && (!al.is_finite()
+            || v.stated_process()
+                .is_some_and(|p| al != 0.0 && al.signum() != p.sign()))
     {
         bail!(
             "--alpha {al} contradicts the process ({}: diffusion has alpha < 0, mobility alpha > 0)",
-            v.process()
+            v.stated_process()
+                .map(|p| p.to_string())
+                .unwrap_or_default()
         );
     }
     let alpha = a.alpha.or(v.meta.alpha);
     let mut meta = serde_json::json!({
-        "dx": v.meta.dx, "dy": v.meta.dy, "dt_save": v.meta.dt_save, "process": v.process().as_str(),
+        "dx": v.meta.dx, "dy": v.meta.dy, "dt_save": v.meta.dt_save,
         "nx": v.grid.nx, "ny": v.grid.ny, "n_frames": v.n_frames,
         "source": a.source.display().to_string(), "imported_by": "safe-pit-cm import",
     });
+    if let Some(p) = v.stated_process() {
+        meta["process"] = serde_json::json!(p.as_str());
+    }
     if let Some(al) = alpha {
         meta["alpha"] = serde_json::json!(al);
     }

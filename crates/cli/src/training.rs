@@ -137,10 +137,8 @@ pub struct InferArgs {
     /// Test-time training steps (0 = one forward pass; the paper uses 50).
     #[arg(long, default_value_t = 0)]
     ttt_steps: usize,
-    /// Override the model's SAFE sub-steps for these videos ('inf' for continuous-time data,
-    /// 'auto' for the data's save_interval); default: the model's own setting.
-    #[arg(long)]
-    n_sub: Option<String>,
+    #[command(flatten)]
+    operator: crate::common::OperatorArgs,
     #[command(flatten)]
     intensity: crate::common::IntensityArgs,
     #[command(flatten)]
@@ -149,25 +147,23 @@ pub struct InferArgs {
 
 pub fn run_infer(a: InferArgs) -> Result<ExitCode> {
     a.output.check()?;
-    let mut m = TrainedModel::load(&a.model)?;
-    if let Some(n) = &a.n_sub {
-        m.config.train.n_sub = n.clone();
-        m.config.n_sub().map_err(|e| anyhow!("--n-sub: {e}"))?;
-    }
-    let n_sub = match m.config.n_sub().map_err(|e| anyhow!("{e}"))? {
-        Some(n) => safe_eval::fitting::SubStepChoice::Fixed(n),
-        None => safe_eval::fitting::SubStepChoice::Auto,
-    };
+    let m = TrainedModel::load(&a.model)?;
+    let s = a.operator.settings()?;
     let g = a.intensity.gamma;
     let (sims, errors) = run_over_inputs(&a.input, "infer", false, &|v, _| {
-        safe_eval::intensity::with_gamma(v, g, n_sub, 1, &|v| {
-            infer_video(&m, v, a.ttt_steps).map(|(r, _)| r)
+        safe_eval::intensity::with_gamma(v, g, &s, &|v| {
+            infer_video(&m, v, a.ttt_steps, &s).map(|(r, _)| r)
         })
     });
-    let settings = serde_json::json!({
-        "mode": if a.ttt_steps == 0 { "amortised" } else { "test-time training" },
-        "model": a.model.display().to_string(), "ttt_steps": a.ttt_steps,
-        "profile": format!("{:?}", m.config.profile).to_lowercase(), "gamma": g.to_string(),
+    let mut settings = s.record();
+    settings["mode"] = serde_json::json!(if a.ttt_steps == 0 {
+        "amortised"
+    } else {
+        "test-time training"
     });
+    settings["model"] = serde_json::json!(a.model.display().to_string());
+    settings["ttt_steps"] = serde_json::json!(a.ttt_steps);
+    settings["profile"] = serde_json::json!(format!("{:?}", m.config.profile).to_lowercase());
+    settings["gamma"] = serde_json::json!(g.to_string());
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }

@@ -131,13 +131,17 @@ const PHYS: [&str; 8] = [
     "diffusion",
 ];
 
+/// The generator's sub-steps: image frames carry no save_interval, so `--n-sub auto` would
+/// take the exact exponential (right for real videos, not for these Euler ones).
+const NSUB: [&str; 2] = ["--n-sub", "50"];
+
 #[test]
 fn image_sequences_recover_alpha_like_the_float_original() {
     let d = tmpdir("img");
     generate(&d.join("data"), 64, 2000, 5);
     let sim = d.join("data/sim_000");
     let (shape, data) = frames_of(&sim);
-    let a_float = fit_alpha(&["fit", s(&sim)]);
+    let a_float = fit_alpha(&["fit", s(&sim), "--n-sub", "50"]);
     // 8-bit gray PNG frames (names sort naturally: frame_2 before frame_10).
     let (png8, png16, rgb, imported) = (
         d.join("png8"),
@@ -148,6 +152,7 @@ fn image_sequences_recover_alpha_like_the_float_original() {
     write_pngs(&png8, &shape, &data, 8, false);
     let mut args = vec!["fit", s(&png8)];
     args.extend(PHYS);
+    args.extend(NSUB);
     let a8 = fit_alpha(&args);
     assert!(
         ((a8 - a_float) / a_float).abs() < 0.005,
@@ -157,6 +162,7 @@ fn image_sequences_recover_alpha_like_the_float_original() {
     write_pngs(&png16, &shape, &data, 16, false);
     let mut args = vec!["fit", s(&png16)];
     args.extend(PHYS);
+    args.extend(NSUB);
     let a16 = fit_alpha(&args);
     assert!(
         ((a16 - a_float) / a_float).abs() < 1e-4,
@@ -166,6 +172,7 @@ fn image_sequences_recover_alpha_like_the_float_original() {
     write_pngs(&rgb, &shape, &data, 8, true);
     let mut args = vec!["fit", s(&rgb)];
     args.extend(PHYS);
+    args.extend(NSUB);
     let o = run(&args);
     assert!(o.status.success());
     assert!(
@@ -194,6 +201,7 @@ fn image_sequences_recover_alpha_like_the_float_original() {
     }
     let mut args = vec!["fit", s(&tif)];
     args.extend(PHYS);
+    args.extend(NSUB);
     let a_tif = fit_alpha(&args);
     assert_eq!(a_tif, a8);
     // import: the sequence becomes a simulation folder that fits identically.
@@ -201,7 +209,7 @@ fn image_sequences_recover_alpha_like_the_float_original() {
     args.extend(PHYS);
     let o = run(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(fit_alpha(&["fit", s(&imported)]), a8);
+    assert_eq!(fit_alpha(&["fit", s(&imported), "--n-sub", "50"]), a8);
     // import never overwrites unless asked.
     let o = run(&args);
     assert_eq!(o.status.code(), Some(2));
@@ -362,12 +370,12 @@ fn every_bad_input_class_is_reported_and_the_rest_processed() {
     );
     cases.push(("shape", "meta.json", "contradictory metadata: 'nx'"));
     sim(
-        &b.join("noprocess"),
+        &b.join("nospacing"),
         &[3, 8, 8],
         &ok,
-        Some(r#"{"dx": 0.5, "dy": 0.5, "dt_save": 0.25}"#),
+        Some(r#"{"dt_save": 0.25, "process": "diffusion"}"#),
     );
-    cases.push(("noprocess", "meta.json", "missing 'process'"));
+    cases.push(("nospacing", "meta.json", "missing 'dx' (--dx), 'dy' (--dy)"));
     std::fs::create_dir_all(b.join("nofield")).unwrap();
     std::fs::write(b.join("nofield/meta.json"), META).unwrap();
     cases.push(("nofield", "field.npy", "field.npy is missing"));

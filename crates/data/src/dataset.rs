@@ -13,9 +13,9 @@ use crate::atomic::{
 use crate::npy::{encode_f32, encoded_len_f32};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
-use safe_physics::Grid;
 use safe_physics::initial::{grain_centres, roughness_field, voronoi_field};
-use safe_physics::simulate::{SimParams, Solver, reverse_frames, simulate};
+use safe_physics::simulate::{SimParams, Solver, evolve_exact, reverse_frames, simulate_f64};
+use safe_physics::{Boundary, Grid, Laplacian, OperatorSpec, SubSteps};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,30 @@ pub struct GenerateSettings {
     pub roughness_length: f64,
     pub seed: u64,
     pub solver: String,
+    /// `euler` (the paper's: forward Euler on the five-point stencil, `dt` and
+    /// `save_interval`) or `continuum` (the exact evolution of the continuous heat equation
+    /// on band-limited samples: Fourier modes, or cosine modes in a sealed box).
+    #[serde(default = "default_physics")]
+    pub physics: String,
+    /// `periodic` (the paper's), `zero-flux` (a sealed box), or `open` (a window of
+    /// `nx x ny` at a random place in a periodic sample `window_scale` times larger).
+    #[serde(default = "default_boundary")]
+    pub boundary: String,
+    #[serde(default = "default_window_scale")]
+    pub window_scale: f64,
+    /// The camera the video is recorded through (none: the field itself, float32).
+    #[serde(default)]
+    pub camera: Option<crate::camera::Camera>,
+}
+
+fn default_physics() -> String {
+    "euler".into()
+}
+fn default_boundary() -> String {
+    "periodic".into()
+}
+fn default_window_scale() -> f64 {
+    2.5
 }
 
 impl Default for GenerateSettings {
@@ -67,6 +91,10 @@ impl Default for GenerateSettings {
             roughness_length: safe_physics::initial::DEFAULT_ROUGHNESS_LENGTH,
             seed: 0,
             solver: Solver::Spectral.as_str().to_string(),
+            physics: default_physics(),
+            boundary: default_boundary(),
+            window_scale: default_window_scale(),
+            camera: None,
         }
     }
 }
@@ -80,9 +108,44 @@ impl GenerateSettings {
         }
     }
 
+    /// The boundary of the simulated sample, and the physics's operator.
+    pub fn boundary(&self) -> Result<Boundary, String> {
+        self.boundary.parse()
+    }
+
+    pub fn continuum(&self) -> Result<bool, String> {
+        match self.physics.as_str() {
+            "euler" => Ok(false),
+            "continuum" => Ok(true),
+            p => Err(format!("unknown physics '{p}' (euler or continuum)")),
+        }
+    }
+
+    /// The grid the physics runs on (larger than the saved window for open boundaries).
+    pub fn domain(&self) -> Result<Grid, String> {
+        let (nx, ny) = if self.boundary()? == Boundary::Open {
+            (
+                (self.nx as f64 * self.window_scale).round() as usize,
+                (self.ny as f64 * self.window_scale).round() as usize,
+            )
+        } else {
+            (self.nx, self.ny)
+        };
+        Grid::new(nx, ny, self.dx, self.dy).map_err(|e| e.to_string())
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         Grid::new(self.nx, self.ny, self.dx, self.dy).map_err(|e| e.to_string())?;
         self.solver()?;
+        self.continuum()?;
+        if self.boundary()? == Boundary::Open
+            && !(self.window_scale >= 1.5 && self.window_scale <= 10.0)
+        {
+            return Err("window_scale must be in [1.5, 10]".into());
+        }
+        if let Some(c) = &self.camera {
+            c.validate()?;
+        }
         if self.n_diffusion == 0 {
             return Err("the number of simulations must be at least 1".into());
         }
@@ -219,11 +282,14 @@ pub struct Draw {
     /// `[T, nx, ny]` as stored.
     pub frames: Vec<f32>,
     pub schedule: safe_physics::simulate::Schedule,
+    /// Where the saved window sits in the simulated sample (open boundaries).
+    pub offset: Option<(usize, usize)>,
 }
 
 /// Draw and integrate diffusion simulation `i` (no I/O): the generator's compute.
 pub fn draw(s: &GenerateSettings, i: usize) -> Result<Draw, String> {
-    let grid = Grid::new(s.nx, s.ny, s.dx, s.dy).map_err(|e| e.to_string())?;
+    let domain = s.domain()?;
+    let boundary = s.boundary()?;
     // One independent stream per simulation: results do not depend on thread scheduling.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed);
     rng.set_stream(i as u64);
@@ -233,22 +299,87 @@ pub fn draw(s: &GenerateSettings, i: usize) -> Result<Draw, String> {
         s.alpha_min
     };
     let n_grains = rng.random_range(s.grains_min..=s.grains_max);
-    let centres = grain_centres(&grid, n_grains, &mut rng);
-    let xi = roughness_field(&grid, s.roughness_amplitude, s.roughness_length, &mut rng);
-    let u0 = voronoi_field(&grid, &centres, s.interface_width, &xi);
+    let centres = grain_centres(&domain, n_grains, &mut rng);
+    let xi = roughness_field(&domain, s.roughness_amplitude, s.roughness_length, &mut rng);
+    let u0 = voronoi_field(&domain, &centres, s.interface_width, &xi);
     let p = SimParams {
-        grid,
+        grid: domain,
         alpha_abs,
         dt: s.dt,
         n_steps: s.n_steps,
         save_interval: s.save_interval,
     };
-    let (frames, schedule) = simulate(&u0, &p, s.solver()?).map_err(|e| e.to_string())?;
+    let n_frames = s.n_steps / s.save_interval + 1;
+    let dt_save = s.dt * s.save_interval as f64;
+    // The sample's own boundary: an open window is cut from a periodic sample.
+    let sample_boundary = if boundary == Boundary::ZeroFlux {
+        Boundary::ZeroFlux
+    } else {
+        Boundary::Periodic
+    };
+    let (mut field, schedule) = if s.continuum()? {
+        let spec = OperatorSpec {
+            boundary: sample_boundary,
+            laplacian: Laplacian::Continuum,
+            n_sub: SubSteps::Infinite,
+        };
+        let f = evolve_exact(&u0, &domain, spec, alpha_abs, dt_save, n_frames);
+        let sch = safe_physics::simulate::Schedule {
+            dt: s.dt,
+            n_steps: s.n_steps,
+            save_interval: s.save_interval,
+            dt_reduction: 1,
+        };
+        (f, sch)
+    } else if sample_boundary == Boundary::ZeroFlux {
+        // Forward Euler with the mirrored stencil, exactly (cosine modes), after the same
+        // stability check as the paper's generator.
+        let sch = p.stable_schedule().map_err(|e| e.to_string())?;
+        let spec = OperatorSpec {
+            boundary: Boundary::ZeroFlux,
+            laplacian: Laplacian::FivePoint,
+            n_sub: SubSteps::Finite(sch.save_interval as u32),
+        };
+        (
+            evolve_exact(&u0, &domain, spec, alpha_abs, dt_save, n_frames),
+            sch,
+        )
+    } else {
+        simulate_f64(&u0, &p, s.solver()?).map_err(|e| e.to_string())?
+    };
+    if let Some(c) = &s.camera {
+        crate::camera::gaussian_blur(
+            &mut field,
+            domain.nx,
+            domain.ny,
+            c.psf_sigma,
+            sample_boundary == Boundary::Periodic,
+        );
+    }
+    let offset = (boundary == Boundary::Open).then(|| {
+        (
+            rng.random_range(0..=domain.nx - s.nx),
+            rng.random_range(0..=domain.ny - s.ny),
+        )
+    });
+    if let Some((ox, oy)) = offset {
+        field = field
+            .chunks_exact(domain.len())
+            .flat_map(|f| {
+                (0..s.nx)
+                    .flat_map(move |x| (0..s.ny).map(move |y| f[(ox + x) * domain.ny + oy + y]))
+            })
+            .collect();
+    }
+    if let Some(c) = &s.camera {
+        field = c.record(&field, &mut rng);
+    }
     Ok(Draw {
         alpha_abs,
         n_grains,
-        frames,
+        frames: field.into_iter().map(|x| x as f32).collect(),
         schedule,
+        offset,
     })
 }
 
@@ -270,10 +401,7 @@ fn sim_meta(s: &GenerateSettings, i: usize, d: &Draw, reversed_from: Option<usiz
         "dy": s.dy,
         "nx": s.nx,
         "ny": s.ny,
-        "dt": d.schedule.dt,
-        "save_interval": d.schedule.save_interval,
         "dt_save": s.dt * s.save_interval as f64,
-        "n_steps": d.schedule.n_steps,
         "n_frames": s.n_steps / s.save_interval + 1,
         "dt_reduction": d.schedule.dt_reduction,
         "n_grains": d.n_grains,
@@ -286,6 +414,28 @@ fn sim_meta(s: &GenerateSettings, i: usize, d: &Draw, reversed_from: Option<usiz
         "generator": "safe-pit-cm",
         "generator_version": GENERATOR_VERSION,
     });
+    // Euler data name their time step (`--n-sub auto` uses it); continuous physics has none.
+    if s.physics == "euler" {
+        m["dt"] = serde_json::json!(d.schedule.dt);
+        m["save_interval"] = serde_json::json!(d.schedule.save_interval);
+        m["n_steps"] = serde_json::json!(d.schedule.n_steps);
+    }
+    if s.physics != "euler" || s.boundary != "periodic" || s.camera.is_some() {
+        m["physics"] = serde_json::json!(s.physics);
+        m["laplacian"] = serde_json::json!(if s.physics == "euler" {
+            "five-point"
+        } else {
+            "continuum"
+        });
+        m["boundary"] = serde_json::json!(s.boundary);
+    }
+    if let Some((ox, oy)) = d.offset {
+        m["window_offset"] = serde_json::json!([ox, oy]);
+        m["window_scale"] = serde_json::json!(s.window_scale);
+    }
+    if let Some(c) = &s.camera {
+        m["camera"] = serde_json::json!(c);
+    }
     if let Some(src) = reversed_from {
         m["source_sim"] = Value::String(s.sim_name(src));
     }

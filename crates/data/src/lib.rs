@@ -5,6 +5,7 @@
 //! panics on user input.
 
 pub mod atomic;
+pub mod camera;
 pub mod dataset;
 pub mod discover;
 pub mod images;

@@ -1,8 +1,9 @@
 //! `meta.json`: the few physical numbers a video needs, validated and cross-checked.
 //!
-//! Required: `dx`, `dy`, `process` (`diffusion` | `mobility`) and either `dt_save` or both
-//! `dt` and `save_interval`. Optional: `alpha` (ground truth, signed), `nx`, `ny`, `n_frames`
-//! (checked against the array). Unknown keys are ignored. Values missing from the file can
+//! Required: `dx`, `dy` and either `dt_save` or both `dt` and `save_interval` (every missing
+//! one is named in one message). Optional: `process` (`diffusion` | `mobility`, checked
+//! against the data), `alpha` (ground truth, signed), `nx`, `ny`, `n_frames` (checked against
+//! the array). Unknown keys are ignored. Values missing from the file can
 //! come from command-line flags ([`MetaOverrides`]); a flag that contradicts the file is an
 //! error, never a silent choice.
 
@@ -24,7 +25,8 @@ pub struct Meta {
     pub dx: f64,
     pub dy: f64,
     pub dt_save: f64,
-    pub process: Process,
+    /// The process the metadata (or `--process`) states; `alpha`'s sign when only it is given.
+    pub process: Option<Process>,
     pub alpha: Option<f64>,
     pub dt: Option<f64>,
     pub save_interval: Option<u64>,
@@ -124,20 +126,39 @@ impl Meta {
         {
             return Err(format!("'alpha' must be finite, found {a}"));
         }
-        let missing = |what: &str| format!("missing '{what}' (give it in meta.json or as a flag)");
-        let process = process.ok_or_else(|| missing("process"))?;
-        if let Some(a) = alpha
+        if let (Some(a), Some(p)) = (alpha, process)
             && a != 0.0
-            && a.signum() != process.sign()
+            && a.signum() != p.sign()
         {
             return Err(format!(
-                "contradictory metadata: alpha = {a} but process is {process} (diffusion has alpha < 0, mobility alpha > 0)"
+                "contradictory metadata: alpha = {a} but process is {p} (diffusion has alpha < 0, mobility alpha > 0)"
+            ));
+        }
+        let process = process.or(match alpha {
+            Some(a) if a < 0.0 => Some(Process::Diffusion),
+            Some(a) if a > 0.0 => Some(Process::Mobility),
+            _ => None,
+        });
+        let mut missing = Vec::new();
+        for (v, flag, key) in [
+            (dx, "--dx", "dx"),
+            (dy, "--dy", "dy"),
+            (dt_save, "--dt-save", "dt_save (or dt and save_interval)"),
+        ] {
+            if v.is_none() {
+                missing.push(format!("'{key}' ({flag})"));
+            }
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "missing {}: give them in meta.json or as flags. In pixel and frame units (dx = dy = 1, dt_save = 1) alpha comes out in pixel^2 per frame",
+                missing.join(", ")
             ));
         }
         Ok(Meta {
-            dx: dx.ok_or_else(|| missing("dx"))?,
-            dy: dy.ok_or_else(|| missing("dy"))?,
-            dt_save: dt_save.ok_or_else(|| missing("dt_save' or 'dt' and 'save_interval"))?,
+            dx: dx.unwrap_or_default(),
+            dy: dy.unwrap_or_default(),
+            dt_save: dt_save.unwrap_or_default(),
             process,
             alpha,
             dt,
@@ -159,7 +180,7 @@ mod tests {
     fn parses_the_generator_layout() {
         let m = Meta::parse(Some(OK), &MetaOverrides::default()).unwrap();
         assert_eq!(m.dt_save, 0.25);
-        assert_eq!(m.process, Process::Mobility);
+        assert_eq!(m.process, Some(Process::Mobility));
         assert_eq!(m.alpha, Some(0.3));
     }
 
@@ -174,6 +195,26 @@ mod tests {
         assert_eq!((m.dx, m.dy, m.dt_save), (1.0, 2.0, 0.1));
         let e = Meta::parse(Some(OK), &ov).unwrap_err();
         assert!(e.contains("dt_save") || e.contains("process"), "{e}");
+    }
+
+    #[test]
+    fn every_missing_key_is_named_at_once_and_process_is_optional() {
+        let e = Meta::parse(Some("{}"), &MetaOverrides::default()).unwrap_err();
+        for k in ["'dx' (--dx)", "'dy' (--dy)", "dt_save", "pixel^2 per frame"] {
+            assert!(e.contains(k), "{e}");
+        }
+        let m = Meta::parse(
+            Some(r#"{"dx": 1, "dy": 1, "dt_save": 1, "alpha": -0.2}"#),
+            &MetaOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(m.process, Some(Process::Diffusion));
+        let m = Meta::parse(
+            Some(r#"{"dx": 1, "dy": 1, "dt_save": 1}"#),
+            &MetaOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(m.process, None);
     }
 
     #[test]
@@ -195,7 +236,6 @@ mod tests {
                 r#"{"dx": 0.5, "dy": 0.5, "process": "diffusion"}"#,
                 "dt_save",
             ),
-            (r#"{"dx": 0.5, "dy": 0.5, "dt_save": 0.25}"#, "process"),
             (
                 r#"{"dx": 0.5, "dy": 0.5, "dt_save": 0.25, "process": "heat"}"#,
                 "process",

@@ -214,7 +214,8 @@ impl Video {
         &self.frames[t * n..(t + 1) * n]
     }
 
-    pub fn process(&self) -> Process {
+    /// The process the metadata states, if any (the data decide otherwise).
+    pub fn stated_process(&self) -> Option<Process> {
         self.meta.process
     }
 
@@ -222,15 +223,19 @@ impl Video {
         self.meta.alpha
     }
 
-    /// Frames in the SAFE operator's stable (smoothing) order, every `step`-th frame: mobility
-    /// videos are reversed in time (DESIGN section 2). Borrowed, not copied.
-    pub fn canonical_frames(&self, step: usize) -> Vec<&[f32]> {
-        let step = step.max(1);
-        let mut v: Vec<&[f32]> = (0..self.n_frames)
-            .step_by(step)
+    /// Every `step`-th frame in recorded order. Borrowed, not copied.
+    pub fn frames_stepped(&self, step: usize) -> Vec<&[f32]> {
+        (0..self.n_frames)
+            .step_by(step.max(1))
             .map(|t| self.frame(t))
-            .collect();
-        if self.meta.process.needs_time_reversal() {
+            .collect()
+    }
+
+    /// Frames in the SAFE operator's stable (smoothing) order for `process`, every
+    /// `step`-th frame: mobility videos are reversed in time (docs/conventions.md).
+    pub fn canonical_frames(&self, step: usize, process: Process) -> Vec<&[f32]> {
+        let mut v = self.frames_stepped(step);
+        if process.needs_time_reversal() {
             v.reverse();
         }
         v

@@ -5,9 +5,10 @@
 
 use rayon::prelude::*;
 use safe_data::dataset::{GenerateSettings, draw};
-use safe_eval::fitting::{FitSettings, fit_video, loss_curve};
-use safe_physics::SubSteps;
-use safe_physics::fit::{FitOptions, fit_alpha, safe_loss_naive};
+use safe_eval::fitting::{EstimateSettings, fit_video};
+use safe_physics::estimate::{EstimateOptions, estimate};
+use safe_physics::loss::reference::safe_loss_naive;
+use safe_physics::{OperatorSpec, SubSteps};
 use std::time::Instant;
 
 fn median_secs(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -74,13 +75,13 @@ fn main() {
         .unwrap();
         let ov = safe_data::MetaOverrides::default();
         let video = safe_data::Video::load_sim_dir(&sim, &ov).unwrap();
-        let fs = FitSettings::default();
+        let fs = EstimateSettings::default();
+        let frames = video.frames_stepped(1);
         let secs = median_secs(21, || {
-            let (curve, _) = loss_curve(&video, 1);
-            let r = fit_alpha(&curve, &FitOptions::default()).unwrap();
-            assert!((r.alpha_abs - d.alpha_abs).abs() < 1e-6);
+            let e = estimate(&frames, &video.grid, 0.25, &EstimateOptions::default()).unwrap();
+            assert!((e.fit.alpha_abs - d.alpha_abs).abs() < 1e-6);
         });
-        report("fit: one 101x128x128 video in memory (N_sub=50)", secs, 21);
+        report("fit: one 101x128x128 video in memory (defaults)", secs, 21);
         let secs = median_secs(21, || {
             let v = safe_data::Video::load_sim_dir(&sim, &ov).unwrap();
             let r = fit_video(&v, &fs).unwrap();
@@ -103,22 +104,40 @@ fn main() {
             secs,
             21,
         );
-        let (curve, _) = loss_curve(&video, 1);
+        let prep = safe_physics::estimate::prepare(
+            &frames,
+            &video.grid,
+            0.25,
+            &EstimateOptions::default(),
+        )
+        .unwrap();
+        let curve =
+            match safe_physics::estimate::SafeLoss::build(&frames, &video.grid, 0.25, &prep, 1.0) {
+                safe_physics::estimate::SafeLoss::Curve(c) => c,
+                _ => unreachable!(),
+            };
         let secs = median_secs(101, || {
-            std::hint::black_box(curve.eval(0.3, SubSteps::Finite(50)));
+            std::hint::black_box(curve.eval(0.3));
         });
         report(
             "  one SAFE loss + derivatives evaluation (spectral)",
             secs,
             101,
         );
-        let frames: Vec<Vec<f64>> = video
-            .canonical_frames(1)
+        let frames: Vec<Vec<f64>> = frames
             .iter()
             .map(|f| f.iter().map(|&x| x as f64).collect())
             .collect();
         let secs = median_secs(1, || {
-            std::hint::black_box(safe_loss_naive(&frames, &video.grid, 0.3, 0.25, 50));
+            std::hint::black_box(safe_loss_naive(
+                &frames,
+                &video.grid,
+                OperatorSpec::periodic_five_point(SubSteps::Finite(50)),
+                0.3,
+                0.25,
+                1,
+                (0, 0),
+            ));
         });
         report(
             "  reference: one SAFE loss evaluation, literal stencil",

@@ -11,15 +11,14 @@ use anyhow::{Context, Result, bail};
 use safe_data::Video;
 use safe_data::atomic::write_atomic;
 use safe_model::zero_shot::ZeroShotOutput;
-use safe_physics::fit::SafeLossCurve;
-use safe_physics::operator::SpectralSafe;
+use safe_physics::{KERNEL_TAIL, Process, SafeOperator};
 use std::fmt::Write;
 use std::path::Path;
 
 /// Original frame numbers of the canonical (stable-order) frames used.
-pub fn canonical_indices(video: &Video, frame_step: usize) -> Vec<usize> {
+pub fn canonical_indices(video: &Video, frame_step: usize, process: Process) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..video.n_frames).step_by(frame_step.max(1)).collect();
-    if video.process().needs_time_reversal() {
+    if process.needs_time_reversal() {
         idx.reverse();
     }
     idx
@@ -30,6 +29,7 @@ pub fn write_explain(
     dir: &Path,
     video: &Video,
     out: &ZeroShotOutput,
+    process: Process,
     frame_step: usize,
     overwrite: bool,
 ) -> Result<()> {
@@ -47,16 +47,34 @@ pub fn write_explain(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let grid = video.grid;
     let n = grid.len();
-    let idx = canonical_indices(video, frame_step);
+    let idx = canonical_indices(video, frame_step, process);
     let t = idx.len();
     let (mean, std) = (out.norm.mean, out.norm.std);
     let var = std * std;
     let a = out.alpha_abs;
     let dt = video.dt_between(frame_step);
 
-    // Per-frame errors.
-    let mu = SafeLossCurve::mode_mu(&grid, &out.spectra.fft);
-    let pair = out.spectra.pair_losses(&mu, a, dt, out.n_sub);
+    // Per-frame errors, over the pixels the loss counts.
+    let op = SafeOperator::new(grid, out.spec, dt);
+    let (mx, my) = op.margins(1.5 * a, 1, KERNEL_TAIL);
+    let residual = |s: usize| -> Vec<f64> {
+        let p = op.apply(&out.latent[(s - 1) * n..s * n], a, 1);
+        let target = op.apply(&out.latent[s * n..(s + 1) * n], 0.0, 1);
+        p.iter().zip(&target).map(|(x, y)| x - y).collect()
+    };
+    let pair: Vec<f64> = (1..t)
+        .map(|s| {
+            let r = residual(s);
+            let (mut sum, mut k) = (0.0, 0usize);
+            for i in mx..grid.nx - mx {
+                for j in my..grid.ny - my {
+                    sum += r[i * grid.ny + j].powi(2);
+                    k += 1;
+                }
+            }
+            sum / k.max(1) as f64
+        })
+        .collect();
     let recon: Vec<f64> = (0..t)
         .map(|s| {
             let (r, v) = (
@@ -77,7 +95,7 @@ pub fn write_explain(
     rows.sort_by_key(|r| r.0);
     let mut csv = String::from("frame,recon_error,safe_loss_into_frame,predicted_from\n");
     for (f, r, l) in &rows {
-        let from = if video.process().needs_time_reversal() {
+        let from = if process.needs_time_reversal() {
             f + frame_step
         } else {
             f.wrapping_sub(frame_step)
@@ -95,7 +113,7 @@ pub fn write_explain(
     }
     write_atomic(&dir.join("trajectory.csv"), traj.as_bytes(), true)?;
 
-    let color = if video.process().needs_time_reversal() {
+    let color = if process.needs_time_reversal() {
         RED_MOBILITY
     } else {
         BLUE_DIFFUSION
@@ -103,7 +121,7 @@ pub fn write_explain(
     save_plot(
         &dir.join("per_frame_errors"),
         &Plot {
-            title: format!("Per-frame error ({}, |alpha| = {a:.4})", video.process()),
+            title: format!("Per-frame error ({process}, |alpha| = {a:.4})"),
             x_label: "frame".into(),
             y_label: "mean squared error (intensity units^2)".into(),
             log_x: false,
@@ -138,20 +156,13 @@ pub fn write_explain(
 
     // Field panels at four pairs spread over the video: V, F, V_hat at the predicted frame,
     // and |P - F| of its prediction.
-    let op = SpectralSafe::new(grid);
     let back =
         |x: &[f32]| -> Vec<f32> { x.iter().map(|&v| (v as f64 * std + mean) as f32).collect() };
     let picks: Vec<usize> = (0..4).map(|k| 1 + k * (t - 2) / 3).collect();
     let mut data: Vec<[Vec<f32>; 4]> = Vec::new();
     for &s in &picks {
-        let f_src = &out.latent[(s - 1) * n..s * n];
-        let p = op.apply(f_src, a, dt, out.n_sub);
         let f_tgt = &out.latent[s * n..(s + 1) * n];
-        let resid: Vec<f32> = p
-            .iter()
-            .zip(f_tgt)
-            .map(|(x, y)| ((x - *y as f64).abs() * std) as f32)
-            .collect();
+        let resid: Vec<f32> = residual(s).iter().map(|x| (x.abs() * std) as f32).collect();
         data.push([
             video.frame(idx[s]).to_vec(),
             back(f_tgt),
@@ -188,8 +199,8 @@ pub fn write_explain(
         &format!(
             "{}: {} video, alpha_hat = {:+.4}",
             video.source.display(),
-            video.process(),
-            video.process().sign() * a
+            process,
+            process.sign() * a
         ),
         &grid_rows,
         220,

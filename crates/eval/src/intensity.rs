@@ -8,11 +8,13 @@
 //! noise), so the score is not exactly comparable across gamma; measured on 8-bit videos
 //! its minimum sits within 0.01 of the true gamma.
 
-use crate::fitting::{SubStepChoice, noise_corrected_curve};
+use crate::fitting::{EstimateSettings, prepare_video};
 use crate::results::SimResult;
 use rayon::prelude::*;
 use safe_data::Video;
-use safe_physics::fit::{FitOptions, NoiseMode, fit_alpha};
+use safe_physics::Choice;
+use safe_physics::estimate::estimate;
+use safe_physics::loss::NoiseMode;
 
 /// The intensity map to undo before estimating.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -84,41 +86,50 @@ pub struct GammaFit {
     pub unexplained: f64,
 }
 
-/// Unexplained fraction of the change after undoing `gamma` (the direct fit's optimum).
-pub fn unexplained(
-    v: &Video,
-    gamma: f64,
-    n_sub: SubStepChoice,
-    frame_step: usize,
-) -> Result<f64, String> {
+/// Unexplained fraction of the change after undoing `gamma` (the direct fit's optimum), with
+/// the operator and direction `s` fixes.
+pub fn unexplained(v: &Video, gamma: f64, s: &EstimateSettings) -> Result<f64, String> {
     let mapped = undo_gamma(v, gamma);
-    let n = n_sub.resolve(&mapped, frame_step);
-    let curve = noise_corrected_curve(&mapped, frame_step, NoiseMode::Auto);
-    let r = fit_alpha(
-        &curve,
-        &FitOptions {
-            n_sub: n,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    let change = curve.change_energy();
-    if change.is_nan() || change <= 0.0 {
+    let frames = mapped.frames_stepped(s.frame_step);
+    let mut opts = s.options(&mapped);
+    opts.noise = NoiseMode::Auto;
+    let e = estimate(
+        &frames,
+        &mapped.grid,
+        mapped.dt_between(s.frame_step),
+        &opts,
+    )?;
+    if e.fit.change_energy.is_nan() || e.fit.change_energy <= 0.0 {
         return Err("the video does not change between frames: gamma is unidentifiable".into());
     }
-    Ok(curve.eval(r.alpha_abs, n).loss / change)
+    Ok(e.unexplained)
+}
+
+/// The settings with every data-driven choice made once, on the video as recorded, so the
+/// gamma scan compares one operator across maps.
+fn decided(v: &Video, s: &EstimateSettings) -> Result<EstimateSettings, String> {
+    let (_, p) = prepare_video(v, s)?;
+    Ok(EstimateSettings {
+        boundary: Choice::Fixed(p.spec.boundary),
+        laplacian: Choice::Fixed(p.spec.laplacian),
+        n_sub: crate::fitting::SubStepChoice::Fixed(p.spec.n_sub),
+        process: Choice::Fixed(p.process),
+        strides: Some(p.strides),
+        ..s.clone()
+    })
 }
 
 /// Fit gamma: a coarse log-spaced scan of [`GAMMA_RANGE`], then golden-section search
 /// around the best point to 0.1% in gamma.
-pub fn fit_gamma(v: &Video, n_sub: SubStepChoice, frame_step: usize) -> Result<GammaFit, String> {
+pub fn fit_gamma(v: &Video, s: &EstimateSettings) -> Result<GammaFit, String> {
+    let s = decided(v, s)?;
     let (l0, l1) = (GAMMA_RANGE.0.ln(), GAMMA_RANGE.1.ln());
     const COARSE: usize = 13;
     let step = (l1 - l0) / (COARSE - 1) as f64;
     // A gamma whose mapped video cannot be scored (e.g. its change is all noise) scores +inf;
     // the fit fails only if no point of the scan can be scored.
     let score = |lg: f64| -> (f64, Option<String>) {
-        match unexplained(v, lg.exp(), n_sub, frame_step) {
+        match unexplained(v, lg.exp(), &s) {
             Ok(u) if u.is_finite() => (u, None),
             Ok(u) => (f64::INFINITY, Some(format!("unexplained fraction {u}"))),
             Err(e) => (f64::INFINITY, Some(e)),
@@ -182,14 +193,10 @@ pub fn fit_gamma(v: &Video, n_sub: SubStepChoice, frame_step: usize) -> Result<G
 pub fn with_gamma(
     v: &Video,
     choice: GammaChoice,
-    n_sub: SubStepChoice,
-    frame_step: usize,
+    s: &EstimateSettings,
     estimate: &dyn Fn(&Video) -> Result<SimResult, String>,
 ) -> Result<SimResult, String> {
-    with_gamma_then(v, choice, n_sub, frame_step, |v| {
-        estimate(v).map(|r| (r, ()))
-    })
-    .map(|(r, ())| r)
+    with_gamma_then(v, choice, s, |v| estimate(v).map(|r| (r, ()))).map(|(r, ())| r)
 }
 
 /// [`with_gamma`] for estimates that also return other output `T` (e.g. what zero-shot's
@@ -197,8 +204,7 @@ pub fn with_gamma(
 pub fn with_gamma_then<T>(
     v: &Video,
     choice: GammaChoice,
-    n_sub: SubStepChoice,
-    frame_step: usize,
+    s: &EstimateSettings,
     estimate: impl FnOnce(&Video) -> Result<(SimResult, T), String>,
 ) -> Result<(SimResult, T), String> {
     let t0 = std::time::Instant::now();
@@ -206,7 +212,7 @@ pub fn with_gamma_then<T>(
         GammaChoice::Fixed(1.0) => return estimate(v),
         GammaChoice::Fixed(g) => (g, None),
         GammaChoice::Auto => {
-            let f = fit_gamma(v, n_sub, frame_step).map_err(|e| format!("gamma fit: {e}"))?;
+            let f = fit_gamma(v, s).map_err(|e| format!("gamma fit: {e}"))?;
             (f.gamma, Some(f))
         }
     };
@@ -223,7 +229,7 @@ pub fn with_gamma_then<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fitting::{FitSettings, fit_video};
+    use crate::fitting::{EstimateSettings, fit_video};
     use crate::robustness::as_camera;
     use safe_data::dataset::{GenerateSettings, draw};
 
@@ -261,12 +267,12 @@ mod tests {
     fn fitted_gamma_undoes_a_camera_curve() {
         let (v, alpha) = small_video(3);
         let cam = as_camera(&v, 0.8, 8);
-        let n = SubStepChoice::Fixed(safe_physics::SubSteps::Finite(50));
-        let fit = fit_gamma(&cam, n, 1).unwrap();
+        let n = EstimateSettings::paper(safe_physics::SubSteps::Finite(50));
+        let fit = fit_gamma(&cam, &n).unwrap();
         assert!((fit.gamma - 0.8).abs() < 0.02, "{fit:?}");
-        let s = FitSettings::default();
+        let s = EstimateSettings::default();
         let plain = fit_video(&cam, &s).unwrap();
-        let undone = with_gamma(&cam, GammaChoice::Auto, n, 1, &|v| fit_video(v, &s)).unwrap();
+        let undone = with_gamma(&cam, GammaChoice::Auto, &n, &|v| fit_video(v, &s)).unwrap();
         let (e0, e1) = (
             (plain.alpha_hat.abs() - alpha).abs(),
             (undone.alpha_hat.abs() - alpha).abs(),
@@ -274,7 +280,7 @@ mod tests {
         // Measured (48x40, 61 frames, 8-bit): gamma 0.815, error 2.0e-4 vs 1.6e-3 linear.
         assert!(e1 < 0.25 * e0, "gamma fitted {e1} vs linear {e0}");
         // A linear video: gamma 1 fits best.
-        let lin = fit_gamma(&v, n, 1).unwrap();
+        let lin = fit_gamma(&v, &n).unwrap();
         assert!((lin.gamma - 1.0).abs() < 0.01, "{lin:?}");
         // A video that does not change: no gamma can be scored, a clear error.
         let mut still = v.clone();
@@ -282,7 +288,7 @@ mod tests {
         for f in still.frames.chunks_exact_mut(f0.len()) {
             f.copy_from_slice(&f0);
         }
-        let e = fit_gamma(&still, n, 1).unwrap_err();
+        let e = fit_gamma(&still, &n).unwrap_err();
         assert!(e.contains("does not change"), "{e}");
     }
 

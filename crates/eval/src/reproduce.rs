@@ -8,7 +8,7 @@
 //! different settings never mix and an interrupted run resumes where it stopped.
 
 use crate::explain::write_explain;
-use crate::fitting::{FitSettings, SubStepChoice, fit_video};
+use crate::fitting::{EstimateSettings, fit_video};
 use crate::metrics::{Metrics, metrics};
 use crate::report;
 use crate::results::SimResult;
@@ -275,10 +275,7 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
             &format!("fit_nsub{n}"),
             &json!({"mode": "fit", "n_sub": n.to_string(), "data": data_fp}),
         )?;
-        let fs = FitSettings {
-            n_sub: SubStepChoice::Fixed(n),
-            ..Default::default()
-        };
+        let fs = EstimateSettings::paper(n);
         let sims = run_items(&st, &test, true, &|v| fit_video(v, &fs))?;
         fit_nsub.push((
             n.to_string(),
@@ -292,9 +289,9 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
             &format!("fit_step{k}"),
             &json!({"mode": "fit", "n_sub": "50", "frame_step": k, "data": data_fp}),
         )?;
-        let fs = FitSettings {
+        let fs = EstimateSettings {
             frame_step: k,
-            ..Default::default()
+            ..EstimateSettings::paper(SubSteps::Finite(50))
         };
         let sims = run_items(&st, &test, true, &|v| fit_video(v, &fs))?;
         fit_step.push((k, ModeResult::new(&format!("fit step={k}"), sims)));
@@ -303,7 +300,14 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
 
     // 3. Zero-shot (paper 2.7): N_sub ablation (Table 3, Fig. 7) and frame-step ablation (Fig. 8).
     let t0 = std::time::Instant::now();
-    let zs_base = ZeroShotSettings::default();
+    // The paper's zero-shot: its operator, frame pairs, Adam only (no Newton polish).
+    let zs_base = ZeroShotSettings {
+        config: safe_model::zero_shot::ZeroShotConfig {
+            polish: 0,
+            ..Default::default()
+        },
+        estimate: EstimateSettings::paper(SubSteps::Finite(50)),
+    };
     let zs_fp = |n: u32, k: usize| {
         json!({"mode": "zero-shot", "n_sub": n, "frame_step": k, "steps": zs_base.config.steps, "lr": zs_base.config.lr,
                "seed": zs_base.config.seed, "data": data_fp, "model": zs_base.config.model, "loss": zs_base.config.weights})
@@ -316,7 +320,7 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
         ));
         let st = Stage::open(root, &format!("zeroshot_nsub{n}"), &zs_fp(n, 1))?;
         let zs = ZeroShotSettings {
-            n_sub: SubStepChoice::Fixed(SubSteps::Finite(n)),
+            estimate: EstimateSettings::paper(SubSteps::Finite(n)),
             ..zs_base.clone()
         };
         let sims = run_items(&st, &test, true, &|v| {
@@ -338,7 +342,10 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
         log(&format!("zero-shot: frame step {k}"));
         let st = Stage::open(root, &format!("zeroshot_step{k}"), &zs_fp(50, k))?;
         let zs = ZeroShotSettings {
-            frame_step: k,
+            estimate: EstimateSettings {
+                frame_step: k,
+                ..zs_base.estimate.clone()
+            },
             ..zs_base.clone()
         };
         let sims = run_items(&st, &test, true, &|v| {
@@ -369,8 +376,9 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
             log(&format!("explain: {}", manifest.settings.sim_name(i)));
             let v = Video::load_sim_dir(&manifest.sim_dir(&data, i), &MetaOverrides::default())
                 .map_err(|e| anyhow!("{e}"))?;
-            let (_, out) = zero_shot_video(&v, &zs_base, &mut |_| {}).map_err(|e| anyhow!(e))?;
-            write_explain(&dir, &v, &out, 1, true)?;
+            let (r, out) = zero_shot_video(&v, &zs_base, &mut |_| {}).map_err(|e| anyhow!(e))?;
+            let process = r.process.parse().map_err(|e: String| anyhow!(e))?;
+            write_explain(&dir, &v, &out, process, 1, true)?;
             write_json_atomic(&fp_path, &fp, true)?;
         }
         explain.push((manifest.settings.sim_name(i), dir));
@@ -426,6 +434,7 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
         )
     };
     let trained = TrainedModel::load(&model_dir)?;
+    let paper50 = EstimateSettings::paper(SubSteps::Finite(50));
     log("trained model: amortised inference and 50 test-time-training steps");
     let st = Stage::open(
         root,
@@ -435,7 +444,7 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
     let amortised = ModeResult::new(
         "trained, amortised",
         run_items(&st, &test, false, &|v| {
-            infer_video(&trained, v, 0).map(|(r, _)| r)
+            infer_video(&trained, v, 0, &paper50).map(|(r, _)| r)
         })?,
     );
     let st = Stage::open(
@@ -446,7 +455,7 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
     let ttt = ModeResult::new(
         "trained + 50 TTT steps",
         run_items(&st, &test, false, &|v| {
-            infer_video(&trained, v, 50).map(|(r, _)| r)
+            infer_video(&trained, v, 50, &paper50).map(|(r, _)| r)
         })?,
     );
     timed("training and inference", t0);
@@ -485,17 +494,14 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
                 Box::new(|v: &Video| {
                     fit_video(
                         v,
-                        &FitSettings {
-                            noise: safe_physics::fit::NoiseMode::Off,
-                            ..Default::default()
+                        &EstimateSettings {
+                            noise: safe_physics::loss::NoiseMode::Off,
+                            ..EstimateSettings::paper(SubSteps::Finite(50))
                         },
                     )
                 }),
             ),
-            (
-                "fit",
-                Box::new(|v: &Video| fit_video(v, &FitSettings::default())),
-            ),
+            ("fit", Box::new(|v: &Video| fit_video(v, &paper50))),
             (
                 "zero-shot",
                 Box::new(|v: &Video| zero_shot_video(v, &zs_base, &mut |_| {}).map(|(r, _)| r)),
@@ -504,23 +510,18 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
         if !cname.starts_with("noise") {
             modes.push((
                 "trained + 50 TTT",
-                Box::new(|v: &Video| infer_video(&trained, v, 50).map(|(r, _)| r)),
+                Box::new(|v: &Video| infer_video(&trained, v, 50, &paper50).map(|(r, _)| r)),
             ));
         }
         if cname.contains("gamma") {
+            let p50 = &paper50;
             // The power-law encoder with gamma fitted per video (`--gamma auto`).
             let g = |v: &Video, f: &dyn Fn(&Video) -> std::result::Result<SimResult, String>| {
-                crate::intensity::with_gamma(
-                    v,
-                    crate::intensity::GammaChoice::Auto,
-                    SubStepChoice::Fixed(SubSteps::Finite(50)),
-                    1,
-                    f,
-                )
+                crate::intensity::with_gamma(v, crate::intensity::GammaChoice::Auto, p50, f)
             };
             modes.push((
                 "fit, gamma fitted",
-                Box::new(move |v: &Video| g(v, &|v| fit_video(v, &FitSettings::default()))),
+                Box::new(move |v: &Video| g(v, &|v| fit_video(v, p50))),
             ));
             let zs = &zs_base;
             modes.push((
@@ -532,7 +533,7 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
             let tm = &trained;
             modes.push((
                 "trained + 50 TTT, gamma fitted",
-                Box::new(move |v: &Video| g(v, &|v| infer_video(tm, v, 50).map(|(r, _)| r))),
+                Box::new(move |v: &Video| g(v, &|v| infer_video(tm, v, 50, p50).map(|(r, _)| r))),
             ));
         }
         for (mi, (mname, f)) in modes.iter().enumerate() {

@@ -22,6 +22,13 @@ pub struct SimResult {
     /// Mean reconstruction error `||V_hat - V||^2` (zero-shot and trained modes; Table 5).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recon_error: Option<f64>,
+    /// Raw SAFE loss over what the measured noise alone would leave (~1 for a right model).
+    #[serde(default)]
+    pub misfit: Option<f64>,
+    /// What the user should know about this estimate (misfit and its likely causes,
+    /// contradicted metadata, undecidable choices).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Mode-specific extras (sub-steps used, optimiser steps, flags).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -68,7 +75,7 @@ impl RunOutput {
             .unwrap_or(4)
             .clamp(4, 60);
         s.push_str(&format!(
-            "{:<w$}  {:<9}  {:>10}  {:>10}  {:>9}  {:>9}  {:>9}  {:>7}\n",
+            "{:<w$}  {:<9}  {:>10}  {:>10}  {:>9}  {:>9}  {:>9}  {:>8}  {:>7}\n",
             "path",
             "process",
             "alpha_true",
@@ -76,6 +83,7 @@ impl RunOutput {
             "|error|",
             "stderr",
             "SAFE loss",
+            "misfit",
             "seconds"
         ));
         for r in &self.sims {
@@ -91,8 +99,14 @@ impl RunOutput {
             } else {
                 r.path.clone()
             };
+            let misfit = match r.misfit {
+                Some(m) if m >= 1e4 => format!("{m:>8.1e}"),
+                Some(m) => format!("{m:>8.2}"),
+                None => format!("{:>8}", "-"),
+            };
+            let flag = if r.warnings.is_empty() { "" } else { "  !" };
             s.push_str(&format!(
-                "{p:<w$}  {:<9}  {t}  {:>10.6}  {e}  {:>9.2e}  {:>9.2e}  {:>7.3}\n",
+                "{p:<w$}  {:<9}  {t}  {:>10.6}  {e}  {:>9.2e}  {:>9.2e}  {misfit}  {:>7.3}{flag}\n",
                 r.process, r.alpha_hat, r.stderr, r.safe_loss, r.seconds
             ));
         }
@@ -106,6 +120,11 @@ impl RunOutput {
                     "{k:<9}  n={:<4} MAE={:.3e}  R^2={r2}\n",
                     m.n, m.mae
                 ));
+            }
+        }
+        for r in &self.sims {
+            for w in &r.warnings {
+                s.push_str(&format!("WARNING {}: {w}\n", r.path));
             }
         }
         for e in &self.errors {

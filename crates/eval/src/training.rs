@@ -1,5 +1,6 @@
 //! Training and trained-model inference on datasets and videos (model crate + data layer).
 
+use crate::fitting::{EstimateSettings, prepare_video, result_row};
 use crate::plots::{BLUE_DIFFUSION, GREY, Plot, RED_MOBILITY, Series, save_plot};
 use crate::results::SimResult;
 use anyhow::{Context, Result, anyhow, bail};
@@ -11,7 +12,6 @@ use safe_model::infer::{InferOutput, infer};
 use safe_model::model::SafePitCm;
 use safe_model::train::{EpochRecord, Progress, TrainOutcome, TrainVideo, load_model, train};
 use safe_physics::SubSteps;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -26,15 +26,23 @@ pub fn n_sub_for(cfg: &Config, v: &Video) -> Result<SubSteps> {
     })
 }
 
-/// A loaded video in the form training and inference use.
+/// A loaded training video in the form training uses: the configuration's operator, the
+/// process its metadata states.
 pub fn prepare(cfg: &Config, v: &Video) -> Result<TrainVideo> {
-    let frames = v.canonical_frames(1);
+    let process = v.stated_process().ok_or_else(|| {
+        anyhow!(
+            "{}: a training video needs its process (diffusion or mobility) in meta.json",
+            v.source.display()
+        )
+    })?;
+    let frames = v.canonical_frames(1, process);
+    let spec = cfg.operator(n_sub_for(cfg, v)?).map_err(|e| anyhow!(e))?;
     Ok(TrainVideo::new(
         &v.source.display().to_string(),
         &frames,
         v.grid,
         v.dt_between(1),
-        n_sub_for(cfg, v)?,
+        spec,
         v.alpha_true().map(f64::abs),
         cfg.model.pool,
         cfg.model.bands,
@@ -171,39 +179,62 @@ impl TrainedModel {
     }
 }
 
-/// Infer one video with a trained model; `Err` is a user-facing sentence.
+/// Infer one video with a trained model; `Err` is a user-facing sentence. The operator and
+/// direction are decided as `fit` decides them (`s`).
 pub fn infer_video(
     m: &TrainedModel,
     v: &Video,
     ttt_steps: usize,
+    s: &EstimateSettings,
 ) -> std::result::Result<(SimResult, InferOutput), String> {
     let t0 = std::time::Instant::now();
-    let tv = prepare(&m.config, v).map_err(|e| e.to_string())?;
+    let (frames, prep) = prepare_video(v, s)?;
+    let canon = safe_physics::estimate::canonical(&frames, prep.process);
+    let tv = TrainVideo::new(
+        &v.source.display().to_string(),
+        &canon,
+        v.grid,
+        v.dt_between(s.frame_step),
+        prep.spec,
+        v.alpha_true().map(f64::abs),
+        m.config.model.pool,
+        m.config.model.bands,
+    );
     let out = infer(&m.model, &m.config, &tv, ttt_steps);
     if !out.alpha_abs.is_finite() {
         return Err("the estimator returned a non-finite |alpha|".into());
     }
     let var = tv.norm.std.powi(2);
-    let stderr = out.curve.stderr(out.alpha_abs, tv.n_sub);
-    let mut extra = BTreeMap::new();
-    extra.insert("ttt_steps".into(), serde_json::json!(ttt_steps));
-    extra.insert(
-        "alpha_amortised".into(),
-        serde_json::json!(v.process().sign() * out.amortised),
+    // The error bar at the estimate: the SAFE loss's sandwich, plus (without test-time
+    // training) the distance to the loss's minimum, which an amortised guess may not reach.
+    let sandwich = out.loss.stderr(out.alpha_abs);
+    let p = out.loss.eval(out.alpha_abs);
+    let newton = if p.d2 > 0.0 {
+        (p.d1 / p.d2).abs()
+    } else {
+        f64::INFINITY
+    };
+    let stderr = (sandwich * sandwich + newton * newton).sqrt();
+    let mut r = result_row(
+        v,
+        &prep,
+        out.alpha_abs,
+        stderr,
+        out.safe_loss * var,
+        t0.elapsed().as_secs_f64(),
     );
-    extra.insert("n_sub".into(), serde_json::json!(tv.n_sub.to_string()));
-    Ok((
-        SimResult {
-            path: v.source.display().to_string(),
-            process: v.process().to_string(),
-            alpha_true: v.alpha_true(),
-            alpha_hat: v.process().sign() * out.alpha_abs,
-            stderr,
-            safe_loss: out.safe_loss * var,
-            seconds: t0.elapsed().as_secs_f64(),
-            recon_error: Some(out.recon * var),
-            extra,
-        },
-        out,
-    ))
+    r.recon_error = Some(out.recon * var);
+    r.extra
+        .insert("ttt_steps".into(), serde_json::json!(ttt_steps));
+    r.extra.insert(
+        "alpha_amortised".into(),
+        serde_json::json!(prep.process.sign() * out.amortised),
+    );
+    r.extra
+        .insert("newton_distance".into(), serde_json::json!(newton));
+    r.extra.insert(
+        "n_sub".into(),
+        serde_json::json!(prep.spec.n_sub.to_string()),
+    );
+    Ok((r, out))
 }

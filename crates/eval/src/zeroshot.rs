@@ -1,32 +1,24 @@
 //! Zero-shot inference of one loaded video (model crate + data layer).
 
-use crate::fitting::SubStepChoice;
+use crate::fitting::{EstimateSettings, prepare_video, result_row};
 use crate::results::SimResult;
 use safe_data::Video;
 use safe_model::zero_shot::{StepRecord, ZeroShotConfig, ZeroShotOutput, zero_shot};
-use safe_physics::SubSteps;
-use std::collections::BTreeMap;
+use safe_physics::estimate::canonical;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ZeroShotSettings {
     pub config: ZeroShotConfig,
-    pub n_sub: SubStepChoice,
-    pub frame_step: usize,
+    pub estimate: EstimateSettings,
 }
 
 impl Default for ZeroShotSettings {
     fn default() -> Self {
         ZeroShotSettings {
             config: ZeroShotConfig::default(),
-            n_sub: SubStepChoice::Fixed(SubSteps::Finite(50)),
-            frame_step: 1,
+            estimate: EstimateSettings::default(),
         }
     }
-}
-
-/// Standard error of `|alpha|` from the SAFE loss curvature (as the direct fit reports it).
-pub fn curvature_stderr(out: &ZeroShotOutput) -> f64 {
-    out.curve.stderr(out.alpha_abs, out.n_sub)
 }
 
 pub fn zero_shot_video(
@@ -35,48 +27,90 @@ pub fn zero_shot_video(
     progress: &mut dyn FnMut(&StepRecord),
 ) -> Result<(SimResult, ZeroShotOutput), String> {
     let t0 = std::time::Instant::now();
-    let frames = video.canonical_frames(s.frame_step);
-    if frames.len() < 2 {
-        return Err(format!(
-            "only {} frame(s) remain with --frame-step {}; the SAFE loss needs 2",
-            frames.len(),
-            s.frame_step
-        ));
-    }
-    let n_sub = s.n_sub.resolve(video, s.frame_step);
+    let (frames, prep) = prepare_video(video, &s.estimate)?;
+    let canon = canonical(&frames, prep.process);
     let out = zero_shot(
-        &frames,
+        &canon,
         &video.grid,
-        video.dt_between(s.frame_step),
-        n_sub,
+        video.dt_between(s.estimate.frame_step),
+        &prep,
         &s.config,
         progress,
     );
     if !out.alpha_abs.is_finite() {
         return Err("the estimator diverged (non-finite |alpha|)".into());
     }
-    let mut extra = BTreeMap::new();
-    extra.insert("n_sub".into(), serde_json::json!(n_sub.to_string()));
-    extra.insert("frame_step".into(), serde_json::json!(s.frame_step));
-    extra.insert("frames_used".into(), serde_json::json!(frames.len()));
-    extra.insert("steps".into(), serde_json::json!(s.config.steps));
-    extra.insert(
+    // The error bar and the misfit judged as the direct fit judges them, at zero-shot's
+    // estimate (the loss is the same function; the video's units).
+    let std = out.norm.std;
+    let stderr = out.loss.stderr(out.alpha_abs);
+    let fit = safe_physics::loss::FitResult {
+        alpha_abs: out.alpha_abs,
+        stderr,
+        safe_loss: out.loss.raw_loss(out.alpha_abs).max(0.0) * std * std,
+        corrected_loss: out.loss.eval(out.alpha_abs).loss * std * std,
+        change_energy: out.loss.eval(0.0).loss * std * std,
+        noise_floor: noise_floor(&out) * std * std,
+        at_bound: false,
+        range: (0.0, f64::INFINITY),
+        evaluations: s.config.steps,
+        n_eff: match &out.loss {
+            safe_physics::estimate::SafeLoss::Curve(c) => c.n_eff(),
+            safe_physics::estimate::SafeLoss::Window(w) => w.n_eff(),
+        },
+    };
+    let e = safe_physics::estimate::finish(
+        &frames,
+        &video.grid,
+        video.dt_between(s.estimate.frame_step),
+        &s.estimate.options(video),
+        prep,
+        &out.loss,
+        fit,
+    )?;
+    let mut r = result_row(
+        video,
+        &e.prepared,
+        out.alpha_abs,
+        e.stderr,
+        out.safe_loss(),
+        t0.elapsed().as_secs_f64(),
+    );
+    r.misfit = e.misfit.is_finite().then_some(e.misfit);
+    r.warnings = e.warnings.clone();
+    if let serde_json::Value::Object(m) = e.record() {
+        r.extra.extend(m);
+    }
+    r.recon_error = Some(out.recon_error());
+    r.extra.insert(
+        "frame_step".into(),
+        serde_json::json!(s.estimate.frame_step),
+    );
+    r.extra
+        .insert("frames_used".into(), serde_json::json!(frames.len()));
+    r.extra
+        .insert("steps".into(), serde_json::json!(s.config.steps));
+    r.extra
+        .insert("polish".into(), serde_json::json!(s.config.polish));
+    r.extra.insert(
+        "alpha_adam".into(),
+        serde_json::json!(e.prepared.process.sign() * out.adam_alpha),
+    );
+    r.extra.insert(
         "trainable_params".into(),
         serde_json::json!(out.trainable_params),
     );
     if let Some(last) = out.history.last() {
-        extra.insert("final_loss".into(), serde_json::json!(last.loss));
+        r.extra
+            .insert("final_loss".into(), serde_json::json!(last.loss));
     }
-    let r = SimResult {
-        path: video.source.display().to_string(),
-        process: video.process().to_string(),
-        alpha_true: video.alpha_true(),
-        alpha_hat: video.process().sign() * out.alpha_abs,
-        stderr: curvature_stderr(&out),
-        safe_loss: out.safe_loss(),
-        seconds: t0.elapsed().as_secs_f64(),
-        recon_error: Some(out.recon_error()),
-        extra,
-    };
     Ok((r, out))
+}
+
+/// The noise's expected share of the raw loss at zero-shot's estimate (normalised units).
+fn noise_floor(out: &ZeroShotOutput) -> f64 {
+    match &out.loss {
+        safe_physics::estimate::SafeLoss::Curve(c) => c.noise_floor(out.alpha_abs),
+        safe_physics::estimate::SafeLoss::Window(w) => w.noise_floor(out.alpha_abs),
+    }
 }

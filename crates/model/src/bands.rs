@@ -10,17 +10,24 @@
 //! They are spatial summaries of the frame like the pooling itself (and invariant under the
 //! grid symmetries used for augmentation).
 
-use safe_physics::Grid;
-use safe_physics::fit::{SafeLossCurve, VideoSpectra};
+use safe_physics::SafeOperator;
+use safe_physics::loss::VideoSpectra;
 
-/// Log band energies of every frame, `[t][k]`, and the floor they were computed with.
-pub fn band_log_energies(spectra: &VideoSpectra, k: usize, floor: Option<f64>) -> (Vec<f32>, f64) {
+/// Log band energies of every frame, `[t][k]`, and the floor they were computed with. `op`
+/// gives each coefficient's eigenvalue (same basis as the spectra).
+pub fn band_log_energies(
+    spectra: &VideoSpectra,
+    op: &SafeOperator,
+    k: usize,
+    floor: Option<f64>,
+) -> (Vec<f32>, f64) {
     let grid = &spectra.grid;
-    let mu = SafeLossCurve::mode_mu(grid, &spectra.fft);
-    let edges = band_edges(grid, k);
+    let b = &spectra.basis;
+    let mu = &op.mu;
+    let edges = band_edges(op, k);
     let nx = grid.nx;
-    let sl = spectra.fft.spec_len();
-    let norm = 1.0 / (grid.len() as f64).powi(2);
+    let sl = b.n_coeffs();
+    let norm = b.norm() / grid.len() as f64;
     let band_of: Vec<Option<usize>> = mu
         .iter()
         .map(|&m| edges.windows(2).position(|e| m >= e[0] && m < e[1]))
@@ -29,9 +36,9 @@ pub fn band_log_energies(spectra: &VideoSpectra, k: usize, floor: Option<f64>) -
     let mut count = vec![0f64; k];
     let mut total = 0.0;
     for t in 0..spectra.n_frames {
-        let s = &spectra.spec[t * sl..(t + 1) * sl];
+        let s = &spectra.coeffs[t * sl..(t + 1) * sl];
         for (i, v) in s.iter().enumerate() {
-            let w = spectra.fft.weight(i / nx);
+            let w = b.multiplicity(i / nx);
             let p = w * v.norm_sqr() * norm;
             if mu[i] > 0.0 {
                 total += p;
@@ -54,10 +61,14 @@ pub fn band_log_energies(spectra: &VideoSpectra, k: usize, floor: Option<f64>) -
 }
 
 /// `k + 1` log-spaced edges from the smallest non-zero eigenvalue to just above the largest.
-pub fn band_edges(grid: &Grid, k: usize) -> Vec<f64> {
-    let (mx, my) = (grid.mu_x(), grid.mu_y());
-    let lo = mx[1].min(my[1]);
-    let hi = grid.lambda_max() * (1.0 + 1e-9);
+pub fn band_edges(op: &SafeOperator, k: usize) -> Vec<f64> {
+    let lo = op
+        .mu
+        .iter()
+        .cloned()
+        .filter(|&m| m > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let hi = op.lambda_max() * (1.0 + 1e-9);
     (0..=k)
         .map(|i| lo * (hi / lo).powf(i as f64 / k as f64))
         .collect()
@@ -90,8 +101,7 @@ pub fn band_features(log_e: &[f32], t: usize, k: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use safe_physics::SubSteps;
-    use safe_physics::operator::SpectralSafe;
+    use safe_physics::{Grid, OperatorSpec, SubSteps};
 
     #[test]
     fn band_energy_of_a_diffusing_field_decays_at_its_eigenvalue() {
@@ -104,20 +114,24 @@ mod tests {
                 (2.0 * std::f64::consts::PI * (kx as f64 * i + ky as f64 * j) / 32.0).cos()
             })
             .collect();
-        let op = SpectralSafe::new(g);
+        let op = SafeOperator::new(
+            g,
+            OperatorSpec::periodic_five_point(SubSteps::Infinite),
+            0.25,
+        );
         let mut frames = vec![u0];
         for _ in 0..4 {
-            frames.push(op.apply(frames.last().unwrap(), 0.3, 0.25, SubSteps::Infinite));
+            frames.push(op.apply(frames.last().unwrap(), 0.3, 1));
         }
         let f32s: Vec<Vec<f32>> = frames
             .iter()
             .map(|f| f.iter().map(|&x| x as f32).collect())
             .collect();
         let refs: Vec<&[f32]> = f32s.iter().map(|f| f.as_slice()).collect();
-        let sp = VideoSpectra::compute(&refs, &g);
-        let (le, _) = band_log_energies(&sp, 8, Some(0.0));
-        let mu = g.mu_x()[kx] + g.mu_y()[ky];
-        let b = band_edges(&g, 8)
+        let sp = VideoSpectra::compute(&refs, &g, op.spec.boundary);
+        let (le, _) = band_log_energies(&sp, &op, 8, Some(0.0));
+        let mu = op.mu[ky * 32 + kx];
+        let b = band_edges(&op, 8)
             .windows(2)
             .position(|e| mu >= e[0] && mu < e[1])
             .unwrap();

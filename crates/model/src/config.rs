@@ -50,6 +50,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Sub-steps of the SAFE operator ("50", "inf", or "auto" = the data's save_interval).
     pub n_sub: String,
+    /// Boundary of the training videos' SAFE operator (periodic, zero-flux, open).
+    pub boundary: String,
+    /// Discretisation of its Laplacian (five-point, continuum).
+    pub laplacian: String,
     /// Spectral (exact, fast) or stencil (literal) kernel of the SAFE layer in phase 2.
     pub kernel: String,
     pub adam_epsilon: f32,
@@ -96,6 +100,8 @@ impl Default for TrainConfig {
             camera_augment: 0.0,
             seed: 0,
             n_sub: "50".into(),
+            boundary: "periodic".into(),
+            laplacian: "five-point".into(),
             kernel: "spectral".into(),
             adam_epsilon: 1e-8,
         }
@@ -173,6 +179,15 @@ impl Config {
         self.train.n_sub.parse::<SubSteps>().map(Some)
     }
 
+    /// The training videos' operator with `n_sub` sub-steps.
+    pub fn operator(&self, n_sub: SubSteps) -> Result<safe_physics::OperatorSpec, String> {
+        Ok(safe_physics::OperatorSpec {
+            boundary: self.train.boundary.parse()?,
+            laplacian: self.train.laplacian.parse()?,
+            n_sub,
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.model.validate()?;
         self.loss.validate()?;
@@ -202,6 +217,7 @@ impl Config {
             return Err("a phase-2 window needs at least 2 frames (or 0 for all)".into());
         }
         self.n_sub()?;
+        self.operator(SubSteps::Infinite)?;
         t.kernel.parse::<safe_physics::batch::Kernel>()?;
         Ok(())
     }

@@ -12,7 +12,8 @@ use crate::zero_shot::to_vec;
 use burn::module::Module;
 use burn::optim::AdamConfig;
 use burn::tensor::{Device, Tensor, TensorData};
-use safe_physics::fit::{NoiseMode, SafeLossCurve, VideoSpectra};
+use safe_physics::SubSteps;
+use safe_physics::estimate::SafeLoss;
 
 /// Largest automatic test-time rate, in units of the training rate. Far from the optimum
 /// (videos unlike the training data) the Newton-matched rate exceeds the training rate.
@@ -32,7 +33,7 @@ pub const TTT_LR_CAP: f64 = 4.0;
 /// (cosine).
 fn newton_matched_lr(
     model: &SafePitCm,
-    curve: &SafeLossCurve,
+    loss: &SafeLoss,
     v: &TrainVideo,
     pooled: &[f32],
     feats: Option<&[f32]>,
@@ -40,14 +41,14 @@ fn newton_matched_lr(
 ) -> f64 {
     let host = HostEstimator::from_module(&model.estimator);
     let (a, cache) = host.forward(pooled, feats, v.t);
-    let (_, g) = alpha_objective(curve, v.n_sub, a as f64, &cfg.loss, None);
-    let p = curve.eval(a as f64, v.n_sub);
+    let p = loss.eval(a as f64);
+    let (_, g) = alpha_objective(p, a as f64, &cfg.loss, None);
     let h = cfg.loss.phys * if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
     // Beyond the von Neumann limit of the sub-steps the loss is a blown-up polynomial and
     // its Newton step meaningless: aim for the middle of the stable range instead.
-    let stable_max = match v.n_sub {
-        safe_physics::SubSteps::Finite(n) => 2.0 / (v.dt_save / n as f64 * v.grid.lambda_max()),
-        safe_physics::SubSteps::Infinite => f64::INFINITY,
+    let stable_max = match v.prep.spec.n_sub {
+        SubSteps::Finite(n) => 2.0 / (v.dt_save / n as f64 * v.operator().lambda_max()),
+        SubSteps::Infinite => f64::INFINITY,
     };
     let a = a as f64;
     let delta = if a > stable_max {
@@ -105,16 +106,9 @@ pub struct InferOutput {
     pub safe_loss: f64,
     /// Mean `||V_hat - V||^2`, normalised units.
     pub recon: f64,
-    pub curve: SafeLossCurve,
+    /// The SAFE loss of the final latent (normalised units).
+    pub loss: SafeLoss,
     pub ttt_steps: usize,
-}
-
-/// The SAFE loss curve of a latent video, corrected for the measurement noise estimated
-/// from it (as in training and zero-shot; a no-op on clean data).
-fn noise_corrected(frames: &[&[f32]], v: &TrainVideo) -> SafeLossCurve {
-    let spectra = VideoSpectra::compute(frames, &v.grid);
-    let noise = NoiseMode::Auto.model(&spectra, 1.0);
-    SafeLossCurve::new(&spectra, v.dt_save).with_noise_model(noise)
 }
 
 /// Infer `|alpha|` for one prepared video with a copy of `trained`.
@@ -123,8 +117,7 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
     let p = model.estimator.pool_size();
     let lat = latent_of(&model, v);
     let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
-    let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
-    let mut curve = noise_corrected(&refs, v);
+    let mut loss = v.loss_of_latent(&lat);
     let mut feats = v.features_of_latent(&lat);
     let amortised = HostEstimator::from_module(&model.estimator)
         .forward(&pooled, feats.as_deref(), v.t)
@@ -143,12 +136,12 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
     let lr0 = if cfg.ttt.lr_estimator > 0.0 {
         cfg.ttt.lr_estimator
     } else {
-        newton_matched_lr(&model, &curve, v, &pooled, feats.as_deref(), cfg)
+        newton_matched_lr(&model, &loss, v, &pooled, feats.as_deref(), cfg)
     };
     for k in 0..n1 {
         let host = HostEstimator::from_module(&model.estimator);
         let (a, cache) = host.forward(&pooled, feats.as_deref(), v.t);
-        let (_, g) = alpha_objective(&curve, v.n_sub, a as f64, lw, None);
+        let (_, g) = alpha_objective(loss.eval(a as f64), a as f64, lw, None);
         let gp = host
             .backward(&cache, g as f32)
             .into_params(&model.estimator, &plain);
@@ -186,8 +179,7 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
     let (lat, pooled) = if n2 > 0 {
         let lat = latent_of(&model, v);
         let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
-        let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
-        curve = noise_corrected(&refs, v);
+        loss = v.loss_of_latent(&lat);
         feats = v.features_of_latent(&lat);
         (lat, pooled)
     } else {
@@ -209,13 +201,13 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
             .sum::<f64>()
             / v.frames.len() as f64
     };
-    let safe_loss = curve.raw_loss(alpha_abs, v.n_sub).max(0.0);
+    let safe_loss = loss.raw_loss(alpha_abs).max(0.0);
     InferOutput {
         alpha_abs,
         amortised,
         safe_loss,
         recon,
-        curve,
+        loss,
         ttt_steps,
     }
 }

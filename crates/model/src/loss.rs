@@ -66,6 +66,21 @@ pub fn safe_loss(p: Tensor<3>, f_next: Tensor<3>) -> Tensor<1> {
     (p - f_next).powi_scalar(2).mean()
 }
 
+/// SAFE loss over the pixels at depth `>= margins` only (open windows: the rest depends on
+/// the world outside the view); the whole frame when the margins are zero.
+pub fn safe_loss_masked(p: Tensor<3>, f_next: Tensor<3>, margins: (usize, usize)) -> Tensor<1> {
+    let [_, h, w] = p.dims();
+    let (mx, my) = margins;
+    if mx == 0 && my == 0 {
+        return safe_loss(p, f_next);
+    }
+    let d = p - f_next;
+    d.slice_dim(1, mx..h - mx)
+        .slice_dim(2, my..w - my)
+        .powi_scalar(2)
+        .mean()
+}
+
 /// Mean squared difference (reconstruction Eq. 10, identity Eq. 11, supervised field).
 pub fn mse<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<1> {
     (a - b).powi_scalar(2).mean()
@@ -94,17 +109,15 @@ pub fn bounds_value(a: f64, lo: f64, hi: f64) -> (f64, f64) {
 /// (freezing the estimator); Adam is scale-invariant, so clipping keeps the direction.
 pub const ALPHA_GRAD_CLIP: f64 = 1e6;
 
-/// The estimator-only objective at `|alpha| = a` for a video whose SAFE loss is `curve`:
+/// The estimator-only objective at `|alpha| = a` for a video whose SAFE loss there is `lp`:
 /// `w_phys L_SAFE + w_bounds L_bounds (+ w_alpha (a - a_true)^2)`, returned as
 /// `(loss, clipped d loss / d a)`.
 pub fn alpha_objective(
-    curve: &safe_physics::fit::SafeLossCurve,
-    n_sub: safe_physics::SubSteps,
+    lp: safe_physics::loss::LossPoint,
     a: f64,
     w: &LossWeights,
     alpha_true: Option<f64>,
 ) -> (f64, f64) {
-    let lp = curve.eval(a, n_sub);
     let (b, db) = bounds_value(a, w.alpha_min, w.alpha_max);
     let (mut l, mut g) = (
         w.phys * lp.loss + w.bounds * b,

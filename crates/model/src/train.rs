@@ -17,7 +17,7 @@
 use crate::bands::{band_features, band_log_energies};
 use crate::config::Config;
 use crate::fused::{HostEstimator, HostGrads};
-use crate::loss::{alpha_objective, bounds_loss, bounds_value, mse, safe_loss};
+use crate::loss::{alpha_objective, bounds_loss, bounds_value, mse, safe_loss_masked};
 use crate::model::SafePitCm;
 use crate::pooling::{Symmetry, pool_frames};
 use crate::safe_layer::{SafeSpec, safe_propagate};
@@ -27,8 +27,9 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use safe_physics::batch::Kernel;
-use safe_physics::fit::{NoiseMode, SafeLossCurve, VideoSpectra};
-use safe_physics::{Grid, SubSteps};
+use safe_physics::estimate::{Prepared, SafeLoss};
+use safe_physics::loss::{NoiseMode, VideoSpectra};
+use safe_physics::{Grid, OperatorSpec, Process, SafeOperator};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -37,14 +38,17 @@ pub struct TrainVideo {
     pub name: String,
     pub grid: Grid,
     pub dt_save: f64,
-    pub n_sub: SubSteps,
+    /// The operator and loss settings (the noise estimated on the normalised frames).
+    pub prep: Prepared,
     /// Normalised frames `[t, nx, ny]`.
     pub frames: Vec<f32>,
     pub t: usize,
     pub alpha_abs: Option<f64>,
     pub norm: Normalisation,
     /// SAFE loss of the identity latent (phase 1 and TTT phase 1).
-    pub curve: SafeLossCurve,
+    pub loss: SafeLoss,
+    /// Interior the phase-2 SAFE loss counts (open windows; zero elsewhere).
+    pub margins: (usize, usize),
     /// The un-augmented pooled frames `[t, p*p]`.
     pub pooled: Vec<f32>,
     /// Log band energies `[t][k]` of the identity latent (empty without band features),
@@ -61,7 +65,7 @@ impl TrainVideo {
         frames: &[&[f32]],
         grid: Grid,
         dt_save: f64,
-        n_sub: SubSteps,
+        spec: OperatorSpec,
         alpha_abs: Option<f64>,
         pool: usize,
         bands: usize,
@@ -69,12 +73,27 @@ impl TrainVideo {
         let norm = Normalisation::of(frames);
         let data = norm.apply(frames);
         let refs: Vec<&[f32]> = data.chunks_exact(grid.len()).collect();
-        let spectra = VideoSpectra::compute(&refs, &grid);
+        let op = SafeOperator::new(grid, spec, dt_save);
+        let spectra = VideoSpectra::compute(&refs, &grid, op.basis.boundary_kind());
         // The measurement-noise correction is estimated from the data (a no-op on clean data).
-        let curve = SafeLossCurve::new(&spectra, dt_save)
-            .with_noise_model(NoiseMode::Auto.model(&spectra, 1.0));
+        let prep = Prepared::fixed(
+            Process::Diffusion,
+            spec,
+            vec![1],
+            NoiseMode::Auto.model(&spectra, 1.0, &[1]),
+        );
+        let mut loss = SafeLoss::build(&refs, &grid, dt_save, &prep, 1.0);
+        let margins = match &mut loss {
+            SafeLoss::Window(w) => {
+                let s0 = dt_save * w.op.lambda_max();
+                let hi = w.identifiable_max(1e-5 / s0, 1e4 / s0).unwrap_or(1e4 / s0);
+                w.set_margins(hi);
+                w.margins[0]
+            }
+            SafeLoss::Curve(_) => (0, 0),
+        };
         let (log_e, band_floor) = if bands > 0 {
-            band_log_energies(&spectra, bands, None)
+            band_log_energies(&spectra, &op, bands, None)
         } else {
             (Vec::new(), 0.0)
         };
@@ -90,12 +109,13 @@ impl TrainVideo {
             name: name.to_string(),
             grid,
             dt_save,
-            n_sub,
+            prep,
             t: frames.len(),
             frames: data,
             alpha_abs,
             norm,
-            curve,
+            loss,
+            margins,
             pooled,
             log_e,
             band_floor,
@@ -114,12 +134,28 @@ impl TrainVideo {
             return None;
         }
         let refs: Vec<&[f32]> = lat.chunks_exact(self.grid.len()).collect();
+        let op = self.operator();
         let (le, _) = band_log_energies(
-            &VideoSpectra::compute(&refs, &self.grid),
+            &VideoSpectra::compute(&refs, &self.grid, op.basis.boundary_kind()),
+            &op,
             self.bands,
             Some(self.band_floor),
         );
         self.features_from(&le)
+    }
+
+    pub fn operator(&self) -> SafeOperator {
+        SafeOperator::new(self.grid, self.prep.spec, self.dt_save)
+    }
+
+    /// The SAFE loss of a latent of this video (same operator and noise model).
+    pub fn loss_of_latent(&self, lat: &[f32]) -> SafeLoss {
+        let refs: Vec<&[f32]> = lat.chunks_exact(self.grid.len()).collect();
+        let mut l = SafeLoss::build(&refs, &self.grid, self.dt_save, &self.prep, 1.0);
+        if let (SafeLoss::Window(w), SafeLoss::Window(w0)) = (&mut l, &self.loss) {
+            w.set_margins(w0.margin_alpha);
+        }
+        l
     }
 
     fn isotropic(&self) -> bool {
@@ -438,7 +474,7 @@ fn phase1_epoch(
                 None => v.features_from(&v.log_e),
             };
             let (a, cache) = host.forward(&pooled, feats.as_deref(), v.t);
-            let (l, g) = alpha_objective(&v.curve, v.n_sub, a as f64, &cfg.loss, v.alpha_abs);
+            let (l, g) = alpha_objective(v.loss.eval(a as f64), a as f64, &cfg.loss, v.alpha_abs);
             total += l;
             n += 1;
             let gr = host.backward(&cache, (g / batch.len() as f64) as f32);
@@ -473,8 +509,10 @@ impl Phase2Cache {
         let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
         let log_e = if v.bands > 0 {
             let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
+            let op = v.operator();
             band_log_energies(
-                &VideoSpectra::compute(&refs, &v.grid),
+                &VideoSpectra::compute(&refs, &v.grid, op.basis.boundary_kind()),
+                &op,
                 v.bands,
                 Some(v.band_floor),
             )
@@ -493,7 +531,7 @@ fn spec_of(cfg: &Config, v: &TrainVideo) -> SafeSpec {
         dx: v.grid.dx,
         dy: v.grid.dy,
         dt_save: v.dt_save,
-        n_sub: v.n_sub,
+        op: v.prep.spec,
         kernel,
     }
 }
@@ -525,8 +563,10 @@ pub(crate) fn phase2_step(
     let bands = if v.bands > 0 {
         let fw = to_vec(f.clone().inner());
         let refs: Vec<&[f32]> = fw.chunks_exact(n).collect();
+        let op = v.operator();
         let (le, _) = band_log_energies(
-            &VideoSpectra::compute(&refs, &v.grid),
+            &VideoSpectra::compute(&refs, &v.grid, op.basis.boundary_kind()),
+            &op,
             v.bands,
             Some(v.band_floor),
         );
@@ -565,12 +605,22 @@ pub(crate) fn phase2_step(
     };
     let a = model.estimator.forward_pooled(pooled_all, bands, 1, v.t);
     let f3: Tensor<3> = f.clone().reshape([w, nx, ny]);
+    let spec = spec_of(cfg, v);
     let pred = safe_propagate(
         f3.clone().slice_dim(0, 0..w - 1),
         a.clone().expand([w - 1]),
-        &spec_of(cfg, v),
+        &spec,
     );
-    let l_phys = safe_loss(pred, f3.slice_dim(0, 1..w));
+    // The target through the operator at |alpha| = 0 (the low-pass of open continuum
+    // windows; the identity elsewhere).
+    let next = f3.slice_dim(0, 1..w);
+    let target = if SafeOperator::filter_order(spec.op) > 0 {
+        let zero = Tensor::<1>::zeros([w - 1], dev);
+        safe_propagate(next, zero, &spec)
+    } else {
+        next
+    };
+    let l_phys = safe_loss_masked(pred, target, v.margins);
     let vhat = model.decoder.forward(f.clone());
     let lw = &cfg.loss;
     let mut total = l_phys.mul_scalar(lw.phys)
@@ -667,14 +717,13 @@ pub fn validate(cfg: &Config, model: &SafePitCm, val: &[TrainVideo]) -> (f64, f6
         let (a, l_safe, extra) = if identity {
             let (a, _) = host.forward(&v.pooled, v.features_from(&v.log_e).as_deref(), v.t);
             let a = a as f64;
-            (a, v.curve.eval(a, v.n_sub).loss, 0.0)
+            (a, v.loss.eval(a).loss, 0.0)
         } else {
             let lat = latent_of(model, v);
             let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
             let (a, _) = host.forward(&pooled, v.features_of_latent(&lat).as_deref(), v.t);
             let a = a as f64;
-            let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
-            let curve = SafeLossCurve::new(&VideoSpectra::compute(&refs, &v.grid), v.dt_save);
+            let loss = v.loss_of_latent(&lat);
             let dec = model.decoder.valid();
             let x = Tensor::<4>::from_data(
                 TensorData::new(lat.clone(), [v.t, 1, v.grid.nx, v.grid.ny]),
@@ -694,11 +743,7 @@ pub fn validate(cfg: &Config, model: &SafePitCm, val: &[TrainVideo]) -> (f64, f6
                 .map(|(a, b)| ((a - b) as f64).powi(2))
                 .sum::<f64>()
                 / n;
-            (
-                a,
-                curve.eval(a, v.n_sub).loss,
-                lw.recon * l_rec + lw.identity * l_id,
-            )
+            (a, loss.eval(a).loss, lw.recon * l_rec + lw.identity * l_id)
         };
         let (b, _) = bounds_value(a, lw.alpha_min, lw.alpha_max);
         loss += lw.phys * l_safe + lw.bounds * b + extra;

@@ -3,32 +3,42 @@
 //! Everything here is plain Rust with no deep-learning dependency: it is the exact,
 //! fast reference the neural model is checked against.
 //!
-//! Conventions (DESIGN.md section 2): a video is `[T, Nx, Ny]`, axis 1 has spacing `dx`,
-//! axis 2 has spacing `dy`, the Laplacian is the periodic five-point stencil, and the SAFE
-//! operator only ever runs in the smoothing direction with coefficient `|alpha|`.
+//! Conventions (docs/conventions.md): a video is `[T, Nx, Ny]`, axis 1 has spacing `dx`,
+//! axis 2 has spacing `dy`, and the SAFE operator only ever runs in the smoothing direction
+//! with coefficient `|alpha|`.
 //!
 //! Where to look:
-//! - [`operator`]: the SAFE operator in its three forms (stencil, spectral, exponential),
-//!   with [`laplacian`] and [`fft2`] as its building blocks, each beside a naive reference.
+//! - [`operator`]: the SAFE operator as one value, boundary x discretisation x sub-steps
+//!   ([`OperatorSpec`], [`SafeOperator`]), beside its literal reference
+//!   (`operator/reference.rs`) and the conformance test binding them
+//!   (`operator/conformance.rs`). Its building blocks each sit beside a naive oracle:
+//!   [`laplacian`] (the stencil), [`fft2`] and [`dct2`] (the bases, unified in [`basis`]).
+//! - [`loss`]: the SAFE loss as a function of `|alpha|` and the direct fit.
+//! - [`batch`]: the operator over a batch of frames with its vector-Jacobian product (the
+//!   kernels of the neural SAFE layer, and its gradient tests).
+//! - [`select`]: deciding boundary, discretisation and direction from the data.
 //! - [`stability`]: the von Neumann analysis of the paper's Table 3.
-//! - [`initial`] and [`simulate`]: the Appendix-A generator.
-//! - [`fit`]: the direct SAFE fit, the SAFE loss as a function of `|alpha|` alone.
+//! - [`initial`] and [`simulate`]: the Appendix-A generator and exact evolutions.
 
+pub mod basis;
 pub mod batch;
+pub mod dct2;
+pub mod estimate;
 pub mod fft2;
-pub mod fit;
 pub mod grid;
 pub mod initial;
 pub mod laplacian;
+pub mod loss;
 pub mod operator;
+pub mod select;
 pub mod simulate;
 pub mod stability;
 
-pub use fit::{
-    FitOptions, FitResult, NoiseModel, SafeLossCurve, estimate_noise, estimate_noise_var, fit_alpha,
-};
 pub use grid::{Grid, GridError};
-pub use operator::SubSteps;
+pub use loss::{FitOptions, FitResult, NoiseMode, NoiseModel, SafeLossCurve, fit_alpha};
+pub use operator::{
+    Boundary, Choice, KERNEL_TAIL, Laplacian, OperatorSpec, SafeOperator, SubSteps,
+};
 
 /// Which way a video evolves. The sign of `alpha` follows DESIGN.md: diffusion has
 /// `alpha < 0` (the field smooths), mobility has `alpha > 0` (the field sharpens).
@@ -66,6 +76,14 @@ impl Process {
             "mobility" => Some(Process::Mobility),
             _ => None,
         }
+    }
+}
+
+impl std::str::FromStr for Process {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Process, String> {
+        Process::parse(s)
+            .ok_or_else(|| format!("'{s}' is not a process: use diffusion or mobility"))
     }
 }
 

@@ -7,8 +7,8 @@
 
 use crate::fft2::C64;
 use crate::grid::Grid;
-use crate::laplacian::euler_step;
-use crate::operator::SpectralSafe;
+use crate::laplacian::{Edge, euler_step};
+use crate::operator::{OperatorSpec, SafeOperator, SubSteps};
 use crate::stability::SIGMA_LIMIT;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +89,13 @@ impl SimParams {
                 alpha: self.alpha_abs,
             });
         }
-        let sigma = self.dt * self.alpha_abs * self.grid.lambda_max();
+        let sigma = self.dt
+            * self.alpha_abs
+            * crate::operator::lambda_max(
+                crate::operator::Laplacian::FivePoint,
+                self.grid.dx,
+                self.grid.dy,
+            );
         // Strictly below the limit, with a margin so sigma == 2 (marginal, undamped
         // checkerboard) is never integrated.
         let r = if sigma < SIGMA_LIMIT {
@@ -130,7 +136,7 @@ pub fn simulate_f64(
             let mut a = u0.to_vec();
             let mut b = vec![0.0; g.len()];
             for step in 1..=sch.n_steps {
-                euler_step(&a, &mut b, g.nx, g.ny, kx, ky);
+                euler_step(&a, &mut b, g.nx, g.ny, kx, ky, Edge::Wrap);
                 std::mem::swap(&mut a, &mut b);
                 if step % sch.save_interval == 0 {
                     out.extend_from_slice(&a);
@@ -138,30 +144,53 @@ pub fn simulate_f64(
             }
         }
         Solver::Spectral => {
-            let op = SpectralSafe::new(g);
-            let mut s = op.fft.scratch();
-            let mut spec0 = vec![C64::default(); op.fft.spec_len()];
-            op.fft.forward(u0, &mut spec0, &mut s);
-            // Per-frame-interval multiplier g^s; frame n is spec0 * (g^s)^n, each power
-            // taken directly so rounding does not accumulate over frames.
-            let per_frame: Vec<f64> = op
-                .mu
-                .iter()
-                .map(|&mu| 1.0 - sch.dt * p.alpha_abs * mu)
-                .collect();
-            let mut spec = vec![C64::default(); spec0.len()];
-            let mut frame = vec![0.0; g.len()];
-            for n in 1..n_frames {
-                let e = (n * sch.save_interval) as i32;
-                for ((d, &s0), &gk) in spec.iter_mut().zip(&spec0).zip(&per_frame) {
-                    *d = s0 * gk.powi(e);
-                }
-                op.fft.inverse(&mut spec, &mut frame, &mut s);
-                out.extend_from_slice(&frame);
-            }
+            // The same Euler map as the stencil solver, exactly, frame n taken directly as
+            // the operator's n-th power so rounding does not accumulate over frames.
+            let spec =
+                OperatorSpec::periodic_five_point(SubSteps::Finite(sch.save_interval as u32));
+            let frames = evolve_exact(
+                u0,
+                &g,
+                spec,
+                p.alpha_abs,
+                sch.dt * sch.save_interval as f64,
+                n_frames,
+            );
+            out.extend_from_slice(&frames[g.len()..]);
         }
     }
     Ok((out, sch))
+}
+
+/// `n_frames` frames of `u0` evolved by the SAFE operator `spec` itself, each taken directly
+/// as the operator's power (exact for the operator; for `continuum/inf` the exact Fourier
+/// (periodic) or cosine (zero-flux) evolution of the heat equation on band-limited samples).
+/// Frame 0 is `u0`.
+pub fn evolve_exact(
+    u0: &[f64],
+    grid: &Grid,
+    spec: OperatorSpec,
+    alpha_abs: f64,
+    dt_save: f64,
+    n_frames: usize,
+) -> Vec<f64> {
+    let op = SafeOperator::new(*grid, spec, dt_save);
+    let b = &op.basis;
+    let mut s = b.scratch();
+    let mut c0 = vec![C64::default(); b.n_coeffs()];
+    b.forward(u0, &mut c0, &mut s);
+    let mut out = Vec::with_capacity(n_frames * grid.len());
+    out.extend_from_slice(u0);
+    let mut c = vec![C64::default(); c0.len()];
+    let mut frame = vec![0.0; grid.len()];
+    for n in 1..n_frames {
+        for ((d, &x), &mu) in c.iter_mut().zip(&c0).zip(&op.mu) {
+            *d = x * op.multiplier(mu, alpha_abs, n).0;
+        }
+        b.inverse(&mut c, &mut frame, &mut s);
+        out.extend_from_slice(&frame);
+    }
+    out
 }
 
 /// Integrate and store the frames as `f32`, the dataset's storage type.

@@ -3,8 +3,6 @@
 //! One sub-step multiplies mode `k` by `1 - dt_sub*|alpha|*mu_k`; it is stable when every
 //! factor lies in `[-1, 1]`, i.e. `sigma = dt_sub*|alpha|*lambda_max <= 2`.
 
-use crate::grid::Grid;
-
 /// The largest stable von Neumann number.
 pub const SIGMA_LIMIT: f64 = 2.0;
 
@@ -21,24 +19,29 @@ pub struct StabilityRow {
 }
 
 /// `sigma = dt_sub * |alpha| * lambda_max`.
-pub fn sigma(dt_sub: f64, alpha_abs: f64, grid: &Grid) -> f64 {
-    dt_sub * alpha_abs * grid.lambda_max()
+pub fn sigma(dt_sub: f64, alpha_abs: f64, lambda_max: f64) -> f64 {
+    dt_sub * alpha_abs * lambda_max
 }
 
 /// Fewest sub-steps that keep `alpha_abs` stable over one frame interval.
-pub fn min_stable_sub_steps(dt_save: f64, alpha_abs: f64, grid: &Grid) -> u32 {
-    let n = (dt_save * alpha_abs * grid.lambda_max() / SIGMA_LIMIT).ceil();
+pub fn min_stable_sub_steps(dt_save: f64, alpha_abs: f64, lambda_max: f64) -> u32 {
+    let n = (dt_save * alpha_abs * lambda_max / SIGMA_LIMIT).ceil();
     n.max(1.0) as u32
 }
 
-pub fn stability_row(n_sub: u32, dt_save: f64, alpha_max_data: f64, grid: &Grid) -> StabilityRow {
+pub fn stability_row(
+    n_sub: u32,
+    dt_save: f64,
+    alpha_max_data: f64,
+    lambda_max: f64,
+) -> StabilityRow {
     let dt_sub = dt_save / n_sub as f64;
-    let sigma_max = sigma(dt_sub, alpha_max_data, grid);
+    let sigma_max = sigma(dt_sub, alpha_max_data, lambda_max);
     StabilityRow {
         n_sub,
         dt_sub,
         sigma_max,
-        alpha_max: SIGMA_LIMIT / (dt_sub * grid.lambda_max()),
+        alpha_max: SIGMA_LIMIT / (dt_sub * lambda_max),
         stable: sigma_max <= SIGMA_LIMIT,
     }
 }
@@ -47,11 +50,11 @@ pub fn stability_table(
     n_subs: &[u32],
     dt_save: f64,
     alpha_max_data: f64,
-    grid: &Grid,
+    lambda_max: f64,
 ) -> Vec<StabilityRow> {
     n_subs
         .iter()
-        .map(|&n| stability_row(n, dt_save, alpha_max_data, grid))
+        .map(|&n| stability_row(n, dt_save, alpha_max_data, lambda_max))
         .collect()
 }
 
@@ -77,8 +80,8 @@ mod tests {
 
     #[test]
     fn reproduces_paper_table_3_columns_1_to_5() {
-        let g = Grid::new(128, 128, 0.5, 0.5).unwrap();
-        let rows = stability_table(&[1, 2, 5, 10, 25, 50], 0.25, 0.7, &g);
+        let g = crate::operator::lambda_max(crate::operator::Laplacian::FivePoint, 0.5, 0.5);
+        let rows = stability_table(&[1, 2, 5, 10, 25, 50], 0.25, 0.7, g);
         let expected = "\
 N_sub  dt_sub  sigma_max  alpha_max  Stable?
     1  0.2500       5.60       0.25  No
@@ -93,10 +96,10 @@ N_sub  dt_sub  sigma_max  alpha_max  Stable?
 
     #[test]
     fn min_sub_steps_is_the_stability_edge() {
-        let g = Grid::new(128, 128, 0.5, 0.5).unwrap();
+        let g = crate::operator::lambda_max(crate::operator::Laplacian::FivePoint, 0.5, 0.5);
         // 0.25 * 0.7 * 32 / 2 = 2.8 -> 3 sub-steps.
-        assert_eq!(min_stable_sub_steps(0.25, 0.7, &g), 3);
-        assert!(stability_row(3, 0.25, 0.7, &g).stable);
-        assert!(!stability_row(2, 0.25, 0.7, &g).stable);
+        assert_eq!(min_stable_sub_steps(0.25, 0.7, g), 3);
+        assert!(stability_row(3, 0.25, 0.7, g).stable);
+        assert!(!stability_row(2, 0.25, 0.7, g).stable);
     }
 }

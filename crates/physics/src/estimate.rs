@@ -1,0 +1,909 @@
+//! From frames to an honest estimate: decide what the user left to `auto` (direction,
+//! boundary, discretisation, frame strides), fit `|alpha|`, and say how far to trust it.
+//!
+//! Every command that estimates (`fit`, `zero-shot`, `infer`, the Python package) goes
+//! through [`prepare`] for its decisions, so they agree on the operator.
+
+use crate::Process;
+use crate::grid::Grid;
+use crate::loss::fit::{FitError, FitOptions, FitResult, fit_alpha, minimise_1d};
+use crate::loss::noise::{NoiseMode, NoiseModel};
+use crate::loss::spectra::VideoSpectra;
+use crate::loss::window::{WindowLoss, fit_window};
+use crate::loss::{LossPoint, SafeLossCurve};
+use crate::operator::{
+    Boundary, Choice, KERNEL_TAIL, Laplacian, OperatorSpec, SafeOperator, SubSteps,
+};
+use crate::select::{EdgeStats, edge_residual_ratio};
+use serde_json::{Value, json};
+
+/// What the caller fixed and what it left to the data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EstimateOptions {
+    pub boundary: Choice<Boundary>,
+    pub laplacian: Choice<Laplacian>,
+    pub n_sub: SubSteps,
+    /// `--process`: fixed by the user, or decided from the data.
+    pub process: Choice<Process>,
+    /// The process the metadata states (checked against the data, never trusted blindly).
+    pub stated_process: Option<Process>,
+    /// The paper's protocol: the process is known (given with the data), so a fixed process
+    /// is used even where the data seem to say otherwise (e.g. with unstable sub-steps).
+    pub process_known: bool,
+    /// Frame strides of the loss; `None` decides from the noise.
+    pub strides: Option<Vec<usize>>,
+    pub noise: NoiseMode,
+    pub alpha_range: Option<(f64, f64)>,
+}
+
+impl Default for EstimateOptions {
+    fn default() -> Self {
+        EstimateOptions {
+            boundary: Choice::Auto,
+            laplacian: Choice::Auto,
+            n_sub: SubSteps::Finite(50),
+            process: Choice::Auto,
+            stated_process: None,
+            process_known: false,
+            strides: None,
+            noise: NoiseMode::Auto,
+            alpha_range: None,
+        }
+    }
+}
+
+/// One decision and its evidence, as printed and recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub what: &'static str,
+    pub value: String,
+    pub auto: bool,
+    pub why: String,
+}
+
+/// The operator and loss settings a video's estimate uses.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub process: Process,
+    pub spec: OperatorSpec,
+    pub strides: Vec<usize>,
+    pub noise: NoiseModel,
+    /// Kernel mass allowed past the mask of an open window.
+    pub tol: f64,
+    pub decisions: Vec<Decision>,
+    pub warnings: Vec<String>,
+    /// `|alpha|` of the alternative discretisation when the data could not tell the two
+    /// apart (its spread joins the error bar).
+    pub ambiguous_alt: Option<(Laplacian, f64)>,
+    /// The fit of the chosen operator, when deciding already made it.
+    pub fit: Option<FitResult>,
+    /// Corrected loss relative to the change of the other discretisation (diagnostics).
+    pub alt_unexplained: Option<(Laplacian, f64)>,
+}
+
+impl Prepared {
+    /// Settings fixed by the caller, nothing decided (training, tests, the paper's protocol).
+    pub fn fixed(
+        process: Process,
+        spec: OperatorSpec,
+        strides: Vec<usize>,
+        noise: NoiseModel,
+    ) -> Prepared {
+        Prepared {
+            process,
+            spec,
+            strides,
+            noise,
+            tol: KERNEL_TAIL,
+            decisions: Vec::new(),
+            warnings: Vec::new(),
+            ambiguous_alt: None,
+            fit: None,
+            alt_unexplained: None,
+        }
+    }
+}
+
+/// A finished estimate.
+#[derive(Clone, Debug)]
+pub struct Estimate {
+    pub prepared: Prepared,
+    pub fit: FitResult,
+    /// The error bar reported: the sandwich, widened by an undecidable model choice.
+    pub stderr: f64,
+    /// Raw SAFE loss over what noise alone would leave (about 1 for a right model).
+    pub misfit: f64,
+    /// Share of the frame-to-frame change the operator leaves unexplained.
+    pub unexplained: f64,
+    pub warnings: Vec<String>,
+}
+
+impl Estimate {
+    pub fn alpha(&self) -> f64 {
+        self.prepared.process.sign() * self.fit.alpha_abs
+    }
+
+    /// The decisions, evidence and diagnostics as JSON fields of a result.
+    pub fn record(&self) -> Value {
+        let p = &self.prepared;
+        json!({
+            "operator": p.spec.to_string(),
+            "boundary": p.spec.boundary.to_string(),
+            "laplacian": p.spec.laplacian.to_string(),
+            "n_sub": p.spec.n_sub.to_string(),
+            "strides": p.strides,
+            "decisions": p.decisions.iter().map(|d| json!({
+                "what": d.what, "value": d.value, "auto": d.auto, "why": d.why,
+            })).collect::<Vec<_>>(),
+            "noise_std": p.noise.std(),
+            "noise_rho": p.noise.rho_at(1),
+            "misfit": finite_or_null(self.misfit),
+            "unexplained": finite_or_null(self.unexplained),
+            "stderr_sandwich": finite_or_null(self.fit.stderr),
+            "search_range": [self.fit.range.0, self.fit.range.1],
+        })
+    }
+}
+
+fn finite_or_null(x: f64) -> Value {
+    if x.is_finite() { json!(x) } else { Value::Null }
+}
+
+/// Misfit (raw loss over the noise floor) above which a warning names likely causes.
+pub const MISFIT_WARN: f64 = 10.0;
+/// A direction is clear when the other explains the change this many times worse.
+pub const DIRECTION_RATIO: f64 = 4.0;
+/// Edge residual over interior residual above which a periodic or sealed model is rejected.
+pub const EDGE_RATIO: f64 = 4.0;
+/// Noise share of the frame-to-frame change above which the loss adds longer strides.
+pub const STRIDE_NOISE_SHARE: f64 = 1e-3;
+
+/// The frames in the order the operator runs for `process` (mobility reversed).
+pub fn canonical<'a, T>(frames: &[&'a [T]], process: Process) -> Vec<&'a [T]> {
+    let mut v = frames.to_vec();
+    if process.needs_time_reversal() {
+        v.reverse();
+    }
+    v
+}
+
+/// A SAFE loss of one latent video: closed form where the operator is diagonal, masked
+/// pixels on open windows.
+pub enum SafeLoss {
+    Curve(SafeLossCurve),
+    Window(Box<WindowLoss>),
+}
+
+impl SafeLoss {
+    /// Build the loss of `frames` (in the operator's order) for `prep`'s operator.
+    pub fn build<T: Copy + Into<f64> + Sync>(
+        frames: &[&[T]],
+        grid: &Grid,
+        dt_save: f64,
+        prep: &Prepared,
+        scale: f64,
+    ) -> SafeLoss {
+        let noise = prep.noise.scaled(scale);
+        if prep.spec.boundary == Boundary::Open {
+            let w = WindowLoss::new(frames, grid, prep.spec, dt_save, &prep.strides)
+                .with_noise(noise, prep.tol);
+            SafeLoss::Window(Box::new(w))
+        } else {
+            let v = VideoSpectra::compute(frames, grid, prep.spec.boundary);
+            let op = SafeOperator::new(*grid, prep.spec, dt_save);
+            SafeLoss::Curve(SafeLossCurve::new(&v, &op, &prep.strides).with_noise(noise))
+        }
+    }
+
+    /// Loss and derivatives on every frame pair.
+    pub fn eval(&self, a: f64) -> LossPoint {
+        match self {
+            SafeLoss::Curve(c) => c.eval(a),
+            SafeLoss::Window(w) => w.eval(a, 2),
+        }
+    }
+
+    /// The raw (paper's) loss.
+    pub fn raw_loss(&self, a: f64) -> f64 {
+        match self {
+            SafeLoss::Curve(c) => c.raw_loss(a),
+            SafeLoss::Window(w) => w.eval_pairs(a, &w.all_pairs(), 0, false).raw,
+        }
+    }
+
+    pub fn fit(&mut self, opts: &FitOptions) -> Result<FitResult, FitError> {
+        match self {
+            SafeLoss::Curve(c) => fit_alpha(c, opts),
+            SafeLoss::Window(w) => fit_window(w, opts),
+        }
+    }
+
+    pub fn stderr(&self, a: f64) -> f64 {
+        match self {
+            SafeLoss::Curve(c) => c.stderr(a),
+            SafeLoss::Window(w) => w.stderr_at(a).0,
+        }
+    }
+}
+
+/// Decide everything `opts` left open for `frames` (recorded time order).
+pub fn prepare<T: Copy + Into<f64> + Sync>(
+    frames: &[&[T]],
+    grid: &Grid,
+    dt_save: f64,
+    opts: &EstimateOptions,
+) -> Result<Prepared, String> {
+    if frames.len() < 2 {
+        return Err(FitError::TooFewFrames(frames.len()).to_string());
+    }
+    if mean_square_change(frames) <= 0.0 {
+        return Err("the video does not change between frames: alpha is unidentifiable".into());
+    }
+    let mut decisions = Vec::new();
+    let mut warnings = Vec::new();
+    // Boundary candidate from the edges; confirmed by the residual below.
+    let edges = EdgeStats::of(frames, grid);
+    let (mut boundary, boundary_why) = match opts.boundary {
+        Choice::Fixed(b) => (b, "given".to_string()),
+        Choice::Auto => {
+            let why = format!(
+                "seam/inner difference {:.2}, {:.2}; wall/inner {:.2}, {:.2}",
+                edges.seam.0, edges.seam.1, edges.wall.0, edges.wall.1
+            );
+            if edges.looks_periodic() {
+                (Boundary::Periodic, format!("wraps smoothly ({why})"))
+            } else if edges.looks_sealed() {
+                (
+                    Boundary::ZeroFlux,
+                    format!("no gradient at the walls ({why})"),
+                )
+            } else {
+                (
+                    Boundary::Open,
+                    format!("neither wraps nor is sealed ({why})"),
+                )
+            }
+        }
+    };
+    // Spectra in the boundary's basis (cosine for open windows: noise and direction proxy).
+    let basis_boundary = if boundary == Boundary::Periodic {
+        Boundary::Periodic
+    } else {
+        Boundary::ZeroFlux
+    };
+    let fwd = VideoSpectra::compute(frames, grid, basis_boundary);
+    let lags = [1usize, 2, 4, 8];
+    let noise = opts.noise.model(&fwd, 1.0, &lags);
+    // Strides: the paper's pairs unless noise is a visible share of the change.
+    let change_per_pair = mean_square_change(frames);
+    let share = if change_per_pair > 0.0 {
+        2.0 * noise.var * (1.0 - noise.rho_at(1)) / change_per_pair
+    } else {
+        0.0
+    };
+    let tol = if boundary == Boundary::Open {
+        KERNEL_TAIL.max(1e-3 * share.sqrt())
+    } else {
+        KERNEL_TAIL
+    };
+    let (mut strides, strides_why) = match &opts.strides {
+        Some(s) => (s.clone(), "given".to_string()),
+        None if share > STRIDE_NOISE_SHARE => (
+            [1usize, 2, 4, 8]
+                .into_iter()
+                .filter(|&h| 3 * h < frames.len())
+                .collect(),
+            format!("noise is {:.1e} of the frame-to-frame change", share),
+        ),
+        None => (
+            vec![1],
+            format!("noise is {:.1e} of the frame-to-frame change", share),
+        ),
+    };
+    if strides.is_empty() {
+        strides = vec![1];
+    }
+    let range_of = |op: &SafeOperator, noisy: bool| {
+        crate::loss::fit::check_range(
+            opts.alpha_range,
+            crate::loss::fit::default_range(dt_save, op.lambda_max(), op.spec.n_sub, noisy),
+        )
+    };
+    // Candidate discretisations.
+    let lap_candidates: Vec<Laplacian> = match opts.laplacian {
+        Choice::Fixed(l) => vec![l],
+        Choice::Auto => vec![Laplacian::FivePoint, Laplacian::Continuum],
+    };
+    // Direction: the closed-form curve in both directions (on open windows, of the mirrored
+    // window: the boundary error is alike both ways, the wrong direction is not).
+    let proxy_spec = |l| OperatorSpec {
+        boundary: basis_boundary,
+        laplacian: l,
+        n_sub: opts.n_sub,
+    };
+    let op0 = SafeOperator::new(*grid, proxy_spec(lap_candidates[0]), dt_save);
+    let curve_fwd = SafeLossCurve::new(&fwd, &op0, &strides).with_noise(noise.clone());
+    let curve_rev = curve_fwd.reversed();
+    // (unexplained share at the optimum, optimum at the lower edge of the range)
+    let rel = |c: &SafeLossCurve| -> (f64, bool) {
+        let range = match range_of(&op0, c.noise_active()) {
+            Ok(r) => r,
+            Err(_) => return (f64::NAN, false),
+        };
+        match minimise_1d(&|a| c.eval(a), range.0, range.1, 2, true) {
+            Ok((a, at_bound, _)) => {
+                let ch = c.change_energy();
+                let u = if ch > 0.0 {
+                    c.eval(a).loss.max(0.0) / ch
+                } else {
+                    f64::NAN
+                };
+                (u, at_bound && a < (range.0 * range.1).sqrt())
+            }
+            Err(_) => (f64::NAN, false),
+        }
+    };
+    let ((rf, lo_f), (rr, lo_r)) = (rel(&curve_fwd), rel(&curve_rev));
+    // Smoothing a sharper frame cannot produce the earlier one: the wrong direction's best
+    // operator is the identity (optimum at the range's lower edge, all change unexplained).
+    let rejected = |u: f64, at_lo: bool| at_lo || u > 0.98;
+    let supported = |u: f64, at_lo: bool| !at_lo && u < 0.9;
+    let data_dir = if !(rf.is_finite() && rr.is_finite()) {
+        None
+    } else if supported(rf, lo_f) && rejected(rr, lo_r) || rr > DIRECTION_RATIO * rf.max(1e-300) {
+        Some(Process::Diffusion)
+    } else if supported(rr, lo_r) && rejected(rf, lo_f) || rf > DIRECTION_RATIO * rr.max(1e-300) {
+        Some(Process::Mobility)
+    } else {
+        None
+    };
+    let evidence = format!(
+        "unexplained share of the change: {:.2e} smoothing forward in time, {:.2e} backward",
+        rf, rr
+    );
+    let process = match (opts.process, data_dir) {
+        (Choice::Fixed(p), Some(d)) if p != d && !opts.process_known => {
+            return Err(format!(
+                "--process {p} contradicts the data: the video {} over time ({evidence}); a SAFE fit in the {p} direction would sit at a bound. Use --process {d} or auto",
+                if d == Process::Diffusion {
+                    "smooths"
+                } else {
+                    "sharpens"
+                },
+            ));
+        }
+        (Choice::Fixed(p), _) => {
+            decisions.push(Decision {
+                what: "process",
+                value: p.to_string(),
+                auto: false,
+                why: format!("given; {evidence}"),
+            });
+            p
+        }
+        (Choice::Auto, Some(d)) => {
+            if let Some(s) = opts.stated_process
+                && s != d
+            {
+                warnings.push(format!(
+                    "the metadata says '{s}' but the video {} over time ({evidence}); using {d}. If the frames are in the wrong order or the label is wrong, fix it; --process {s} forces it",
+                    if d == Process::Diffusion { "smooths" } else { "sharpens" },
+                ));
+            }
+            decisions.push(Decision {
+                what: "process",
+                value: d.to_string(),
+                auto: true,
+                why: evidence.clone(),
+            });
+            d
+        }
+        (Choice::Auto, None) => match opts.stated_process {
+            Some(s) => {
+                warnings.push(format!(
+                    "the direction of the process cannot be told from the data ({evidence}); using '{s}' from the metadata"
+                ));
+                decisions.push(Decision {
+                    what: "process",
+                    value: s.to_string(),
+                    auto: false,
+                    why: format!("metadata; data undecided: {evidence}"),
+                });
+                s
+            }
+            None => {
+                return Err(format!(
+                    "cannot tell from the data whether this video smooths (diffusion) or sharpens (mobility) ({evidence}); give --process"
+                ));
+            }
+        },
+    };
+    let curve_dir = if process == Process::Diffusion {
+        curve_fwd
+    } else {
+        curve_rev
+    };
+    let canon = canonical(frames, process);
+    // Discretisation (and the boundary's confirmation) from fits in the chosen direction.
+    let mut ambiguous_alt = None;
+    let mut cached = None;
+    let mut alt_unexplained = None;
+    let laplacian;
+    if boundary != Boundary::Open {
+        let spec_of = |l| OperatorSpec {
+            boundary,
+            laplacian: l,
+            n_sub: opts.n_sub,
+        };
+        let fits: Vec<(Laplacian, Result<FitResult, FitError>)> = lap_candidates
+            .iter()
+            .map(|&l| {
+                let op = SafeOperator::new(*grid, spec_of(l), dt_save);
+                let c = curve_dir.with_operator(&op);
+                (
+                    l,
+                    fit_alpha(
+                        &c,
+                        &FitOptions {
+                            alpha_range: opts.alpha_range,
+                            ..Default::default()
+                        },
+                    ),
+                )
+            })
+            .collect();
+        let n_eff = (grid.len() * canon.len().saturating_sub(1)).max(1) as f64;
+        let (best, why, alt) = pick_by_loss(&fits, n_eff);
+        laplacian = best;
+        ambiguous_alt = alt;
+        cached = fits
+            .iter()
+            .find(|f| f.0 == best)
+            .and_then(|f| f.1.clone().ok());
+        alt_unexplained = fits.iter().find(|f| f.0 != best).and_then(|f| {
+            f.1.as_ref()
+                .ok()
+                .map(|r| (f.0, r.corrected_loss / r.change_energy))
+        });
+        if opts.laplacian == Choice::Auto {
+            decisions.push(Decision {
+                what: "laplacian",
+                value: laplacian.to_string(),
+                auto: true,
+                why,
+            });
+        }
+        // Confirm a periodic or sealed boundary: its residual must not pile up at the edges.
+        if opts.boundary == Choice::Auto
+            && let Some((_, Ok(r))) = fits.iter().find(|f| f.0 == laplacian)
+        {
+            let spectra = if process == Process::Diffusion {
+                fwd
+            } else {
+                VideoSpectra::compute(&canon, grid, basis_boundary)
+            };
+            let op = SafeOperator::new(*grid, spec_of(laplacian), dt_save);
+            let open = SafeOperator::new(
+                *grid,
+                OperatorSpec {
+                    boundary: Boundary::Open,
+                    ..spec_of(laplacian)
+                },
+                dt_save,
+            );
+            let (mx, my) = open.margins(r.alpha_abs, 1, KERNEL_TAIL);
+            let ratio = edge_residual_ratio(&spectra, &op, r.alpha_abs, mx.max(my).max(2), 6);
+            if ratio > EDGE_RATIO {
+                decisions.push(Decision {
+                    what: "boundary",
+                    value: Boundary::Open.to_string(),
+                    auto: true,
+                    why: format!("{boundary_why}, but a {boundary} model leaves {ratio:.1}x more residual along the edges than inside"),
+                });
+                boundary = Boundary::Open;
+                cached = None;
+            } else {
+                decisions.push(Decision {
+                    what: "boundary",
+                    value: boundary.to_string(),
+                    auto: true,
+                    why: format!("{boundary_why}; edge/inner residual {ratio:.2}"),
+                });
+            }
+        } else if opts.boundary != Choice::Auto {
+            decisions.push(Decision {
+                what: "boundary",
+                value: boundary.to_string(),
+                auto: false,
+                why: boundary_why.clone(),
+            });
+        }
+    } else {
+        decisions.push(Decision {
+            what: "boundary",
+            value: boundary.to_string(),
+            auto: opts.boundary == Choice::Auto,
+            why: boundary_why.clone(),
+        });
+        laplacian = Laplacian::Continuum; // decided below
+    }
+    let mut prep = Prepared {
+        process,
+        spec: OperatorSpec {
+            boundary,
+            laplacian,
+            n_sub: opts.n_sub,
+        },
+        strides: strides.clone(),
+        noise,
+        tol,
+        decisions,
+        warnings,
+        ambiguous_alt,
+        fit: cached,
+        alt_unexplained,
+    };
+    if boundary == Boundary::Open {
+        // Discretisation on open windows: fit both, keep the better (and its fit).
+        let n_eff = (grid.len() * canon.len().saturating_sub(1)).max(1) as f64 / 2.0;
+        let mut scored = Vec::new();
+        for &l in &lap_candidates {
+            prep.spec.laplacian = l;
+            let mut loss = SafeLoss::build(&canon, grid, dt_save, &prep, 1.0);
+            let r = loss.fit(&FitOptions {
+                alpha_range: opts.alpha_range,
+                ..Default::default()
+            });
+            if let SafeLoss::Window(w) = &loss {
+                prep.strides = w.strides.clone();
+            }
+            scored.push((l, r));
+        }
+        let (best, why, alt) = pick_by_loss(&scored, n_eff);
+        prep.spec.laplacian = best;
+        prep.ambiguous_alt = alt;
+        prep.fit = scored
+            .iter()
+            .find(|f| f.0 == best)
+            .and_then(|f| f.1.clone().ok());
+        prep.alt_unexplained = scored.iter().find(|f| f.0 != best).and_then(|f| {
+            f.1.as_ref()
+                .ok()
+                .map(|r| (f.0, r.corrected_loss / r.change_energy))
+        });
+        if lap_candidates.len() > 1 {
+            prep.decisions.push(Decision {
+                what: "laplacian",
+                value: best.to_string(),
+                auto: true,
+                why,
+            });
+        }
+    }
+    prep.decisions.push(Decision {
+        what: "strides",
+        value: format!("{:?}", prep.strides),
+        auto: opts.strides.is_none(),
+        why: strides_why,
+    });
+    Ok(prep)
+}
+
+/// Mean over frame pairs of the mean square frame-to-frame change.
+fn mean_square_change<T: Copy + Into<f64>>(frames: &[&[T]]) -> f64 {
+    let pairs = frames.len().saturating_sub(1);
+    if pairs == 0 {
+        return 0.0;
+    }
+    let n = frames[0].len() as f64;
+    frames
+        .windows(2)
+        .map(|w| {
+            w[0].iter()
+                .zip(w[1])
+                .map(|(&a, &b)| (b.into() - a.into()).powi(2))
+                .sum::<f64>()
+                / n
+        })
+        .sum::<f64>()
+        / pairs as f64
+}
+
+/// Raw loss over the noise floor of a fit (infinite when there is no measurable noise).
+pub fn misfit_of(r: &FitResult) -> f64 {
+    if r.noise_floor > 0.0 {
+        r.safe_loss / r.noise_floor
+    } else if r.safe_loss > 0.0 {
+        f64::INFINITY
+    } else {
+        1.0
+    }
+}
+
+/// The discretisation: the continuum (the physics of a real sample) unless the five-point
+/// stencil explains the video better by more than the scatter of the misfit (raw loss over
+/// what the noise explains); on noise-free data, the lower loss. Misfits, not corrected
+/// losses, are compared on noisy data: the corrected losses differ mostly by how well each
+/// correction guessed the noise.
+fn pick_by_loss(
+    fits: &[(Laplacian, Result<FitResult, FitError>)],
+    _n_eff: f64,
+) -> (Laplacian, String, Option<(Laplacian, f64)>) {
+    let ok: Vec<(Laplacian, &FitResult)> = fits
+        .iter()
+        .filter_map(|(l, r)| r.as_ref().ok().filter(|r| !r.at_bound).map(|r| (*l, r)))
+        .collect();
+    let find = |l| ok.iter().find(|x| x.0 == l).map(|x| x.1);
+    match (find(Laplacian::Continuum), find(Laplacian::FivePoint)) {
+        (None, None) => (
+            fits[0].0,
+            "no discretisation fitted inside the search range".into(),
+            None,
+        ),
+        (Some(_), None) => (
+            Laplacian::Continuum,
+            "the only one that fitted (continuum)".into(),
+            None,
+        ),
+        (None, Some(_)) => (
+            Laplacian::FivePoint,
+            "the only one that fitted (five-point)".into(),
+            None,
+        ),
+        (Some(c), Some(f)) => {
+            let (mc, mf) = (misfit_of(c), misfit_of(f));
+            // The misfit's statistical scatter (chi-square of n_eff samples).
+            let s = 3.0 * (2.0 / c.n_eff.min(f.n_eff).max(1.0)).sqrt();
+            let why = format!(
+                "raw SAFE loss over the noise floor {mc:.4e} (continuum) vs {mf:.4e} (five-point), scatter {s:.1e}; corrected loss {:.3e} vs {:.3e}",
+                c.corrected_loss, f.corrected_loss
+            );
+            let noiseless = !(mc.is_finite() && mf.is_finite()) || mc.min(mf) > 1e3;
+            let five = if noiseless {
+                f.corrected_loss < c.corrected_loss
+            } else {
+                mc - mf > s
+            };
+            if five {
+                (Laplacian::FivePoint, why, None)
+            } else if !noiseless && (mc - mf).abs() <= s {
+                (
+                    Laplacian::Continuum,
+                    format!("{why}: both explain the video to its noise; continuum is the default"),
+                    None,
+                )
+            } else {
+                (Laplacian::Continuum, why, None)
+            }
+        }
+    }
+}
+
+/// Estimate `|alpha|` (and the process's direction) of one video given in recorded time
+/// order. An estimate at the edge of the search range is an error, never a number.
+pub fn estimate<T: Copy + Into<f64> + Sync>(
+    frames: &[&[T]],
+    grid: &Grid,
+    dt_save: f64,
+    opts: &EstimateOptions,
+) -> Result<Estimate, String> {
+    let prep = prepare(frames, grid, dt_save, opts)?;
+    let canon = canonical(frames, prep.process);
+    let mut loss = SafeLoss::build(&canon, grid, dt_save, &prep, 1.0);
+    let fit = match prep.fit.clone() {
+        Some(f) => f,
+        None => loss
+            .fit(&FitOptions {
+                alpha_range: opts.alpha_range,
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())?,
+    };
+    finish(frames, grid, dt_save, opts, prep, &loss, fit)
+}
+
+/// Judge a fit: bounds, misfit against the noise floor and its likely causes, the error bar.
+pub fn finish<T: Copy + Into<f64> + Sync>(
+    frames: &[&[T]],
+    grid: &Grid,
+    dt_save: f64,
+    opts: &EstimateOptions,
+    prep: Prepared,
+    loss: &SafeLoss,
+    fit: FitResult,
+) -> Result<Estimate, String> {
+    if fit.at_bound {
+        return Err(format!(
+            "the SAFE loss is smallest at the edge of the search range (|alpha| = {:.3e}, range [{:.3e}, {:.3e}]): that is not an estimate. Likely causes: the wrong direction (--process), a frame interval or grid spacing off by orders of magnitude, or a video that does not change",
+            fit.alpha_abs, fit.range.0, fit.range.1
+        ));
+    }
+    let mut warnings = prep.warnings.clone();
+    let misfit = if fit.noise_floor > 0.0 {
+        fit.safe_loss / fit.noise_floor
+    } else if fit.safe_loss > 0.0 {
+        f64::INFINITY
+    } else {
+        1.0
+    };
+    let unexplained = if fit.change_energy > 0.0 {
+        fit.corrected_loss.max(0.0) / fit.change_energy
+    } else {
+        f64::NAN
+    };
+    // Numbers below float rounding of the frames' own values are no misfit.
+    let floor_rounding = rounding_floor(frames);
+    if misfit > MISFIT_WARN && fit.safe_loss > 100.0 * floor_rounding {
+        let causes = diagnose(frames, grid, dt_save, opts, &prep, loss, &fit);
+        warnings.push(format!(
+            "the {} operator leaves {:.1e} of the frame-to-frame change unexplained, {:.0}x what the measured noise would: the estimate may be biased. Likely causes: {}",
+            prep.spec,
+            unexplained,
+            misfit.min(1e12),
+            causes.join("; ")
+        ));
+    }
+    let mut stderr = fit.stderr;
+    if let Some((l, a_alt)) = prep.ambiguous_alt {
+        let d = 0.5 * (a_alt - fit.alpha_abs);
+        stderr = (stderr * stderr + d * d).sqrt();
+        warnings.push(format!(
+            "the data do not tell the {} and {} Laplacians apart; the error bar includes half their difference (|alpha| {:.6} vs {:.6})",
+            prep.spec.laplacian, l, fit.alpha_abs, a_alt
+        ));
+    }
+    Ok(Estimate {
+        prepared: prep,
+        fit,
+        stderr,
+        misfit,
+        unexplained,
+        warnings,
+    })
+}
+
+/// Mean square float32 rounding of the frames (the loss floor of noise-free stored data).
+fn rounding_floor<T: Copy + Into<f64>>(frames: &[&[T]]) -> f64 {
+    let n: usize = frames.iter().map(|f| f.len()).sum();
+    let ms = frames
+        .iter()
+        .flat_map(|f| f.iter())
+        .map(|&x| {
+            let v: f64 = x.into();
+            v * v
+        })
+        .sum::<f64>()
+        / n.max(1) as f64;
+    ms * (f32::EPSILON as f64).powi(2)
+}
+
+/// Name what most likely makes the operator explain the video badly, each with its evidence.
+fn diagnose<T: Copy + Into<f64> + Sync>(
+    frames: &[&[T]],
+    grid: &Grid,
+    dt_save: f64,
+    opts: &EstimateOptions,
+    prep: &Prepared,
+    loss: &SafeLoss,
+    fit: &FitResult,
+) -> Vec<String> {
+    let mut causes = Vec::new();
+    let rel = fit.corrected_loss / fit.change_energy;
+    let canon = canonical(frames, prep.process);
+    let fopts = FitOptions {
+        alpha_range: opts.alpha_range,
+        ..Default::default()
+    };
+    let better = |r: &FitResult| {
+        let x = r.corrected_loss / r.change_energy;
+        (x < 0.1 * rel, rel / x.max(1e-300))
+    };
+    if let Some((l, x)) = prep.alt_unexplained
+        && x < 0.1 * rel
+    {
+        causes.push(format!(
+            "discretisation (--laplacian {l} explains the change {:.0}x better)",
+            rel / x.max(1e-300)
+        ));
+    }
+    if let SafeLoss::Curve(c) = loss {
+        // Boundary: residual piling up along the edges.
+        let v = VideoSpectra::compute(&canon, grid, prep.spec.boundary);
+        let op = SafeOperator::new(*grid, prep.spec, dt_save);
+        let ratio = edge_residual_ratio(&v, &op, fit.alpha_abs, 4, 6);
+        if ratio > EDGE_RATIO {
+            causes.push(format!(
+                "boundary (the residual is {ratio:.0}x larger along the edges than inside: try --boundary open)"
+            ));
+        }
+        // Sub-steps: the other kind of time integration.
+        let other_n = match prep.spec.n_sub {
+            SubSteps::Infinite => SubSteps::Finite(50),
+            SubSteps::Finite(_) => SubSteps::Infinite,
+        };
+        let alt = c.with_operator(&SafeOperator::new(
+            *grid,
+            OperatorSpec {
+                n_sub: other_n,
+                ..prep.spec
+            },
+            dt_save,
+        ));
+        if let Ok(r) = fit_alpha(&alt, &fopts)
+            && better(&r).0
+        {
+            causes.push(format!(
+                "sub-steps (--n-sub {other_n} explains the change {:.0}x better)",
+                better(&r).1
+            ));
+        }
+        // Grid spacing: refit with dy/dx scaled (a typo such as 4 for 0.4 shows here).
+        let mut best = (rel, 1.0);
+        for k in -8..=8 {
+            if k == 0 {
+                continue;
+            }
+            let f = 10f64.powf(k as f64 / 4.0);
+            let g2 = Grid {
+                dy: grid.dy * f,
+                ..*grid
+            };
+            let alt = c.with_operator(&SafeOperator::new(g2, prep.spec, dt_save));
+            if let Ok(r) = fit_alpha(&alt, &fopts)
+                && !r.at_bound
+            {
+                let x = r.corrected_loss / r.change_energy;
+                if x < best.0 {
+                    best = (x, f);
+                }
+            }
+        }
+        if best.0 < 0.1 * rel {
+            causes.push(format!(
+                "grid spacing (the change is explained {:.0}x better with dy/dx = {:.3} instead of {:.3}: check dx and dy)",
+                rel / best.0.max(1e-300),
+                grid.dy * best.1 / grid.dx,
+                grid.dy / grid.dx
+            ));
+        }
+        // Frame step: a few frame pairs much worse than the rest.
+        let m: Vec<f64> = op
+            .mu
+            .iter()
+            .map(|&mu| op.multiplier(mu, fit.alpha_abs, 1).0)
+            .collect();
+        let pairs = v.pair_losses(&m);
+        if let Some(w) = worst_pairs(&pairs) {
+            causes.push(w);
+        }
+    } else if let SafeLoss::Window(w) = loss
+        && let Some(msg) = worst_pairs(&w.pair_losses(fit.alpha_abs))
+    {
+        causes.push(msg);
+    }
+    causes.push("a non-linear camera intensity curve (try --gamma auto)".into());
+    causes.push(
+        "physics beyond the heat equation (reaction, advection, a varying coefficient)".into(),
+    );
+    causes
+}
+
+/// Frame pairs whose loss is far above the median (dropped or duplicated frames).
+fn worst_pairs(losses: &[f64]) -> Option<String> {
+    if losses.len() < 5 {
+        return None;
+    }
+    let mut s = losses.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let med = s[s.len() / 2];
+    let bad: Vec<usize> = (0..losses.len())
+        .filter(|&t| losses[t] > 20.0 * med.max(f64::MIN_POSITIVE))
+        .collect();
+    if bad.is_empty() || bad.len() * 4 > losses.len() {
+        return None;
+    }
+    Some(format!(
+        "frame step (frame pairs {:?} of the operator's order explain the change far worse than the rest: dropped, duplicated or re-exposed frames?)",
+        &bad[..bad.len().min(8)]
+    ))
+}
