@@ -54,6 +54,7 @@ pub fn zero_shot_video(
         at_bound: false,
         range: (0.0, f64::INFINITY),
         evaluations: s.config.steps,
+        curvature: out.loss.eval(out.alpha_abs).d2,
         n_eff: match &out.loss {
             safe_physics::estimate::SafeLoss::Curve(c) => c.n_eff(),
             safe_physics::estimate::SafeLoss::Window(w) => w.n_eff(),

@@ -548,9 +548,12 @@ mod tests {
             SafeLoss::Curve(_) => unreachable!(),
         };
         let fit = fit_window(&mut w, &FitOptions::default()).unwrap();
-        assert!((fit.alpha_abs - 0.35).abs() < 1e-6, "fit {}", fit.alpha_abs);
+        // float32 frames: both land ~1e-8 from the truth (the fit polishes on a subset of
+        // the pairs of a clean video, zero-shot on all of them).
+        assert!((fit.alpha_abs - 0.35).abs() < 1e-7, "fit {}", fit.alpha_abs);
+        assert!((out.alpha_abs - 0.35).abs() < 1e-7, "zero-shot {}", out.alpha_abs);
         assert!(
-            (out.alpha_abs - fit.alpha_abs).abs() < 1e-9,
+            (out.alpha_abs - fit.alpha_abs).abs() < 5e-8,
             "{} vs {}",
             out.alpha_abs,
             fit.alpha_abs

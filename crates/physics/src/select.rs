@@ -29,7 +29,13 @@ impl EdgeStats {
         let (nx, ny) = (grid.nx, grid.ny);
         // Per frame, then the median over frames: a sealed box's first frame may be any
         // field (the walls act from then on).
-        let per: Vec<EdgeStats> = frames.iter().map(|f| Self::of_frame(f, nx, ny)).collect();
+        // Up to ~25 frames spread over the video are plenty for a median.
+        let step = (frames.len() / 25).max(1);
+        let per: Vec<EdgeStats> = frames
+            .iter()
+            .step_by(step)
+            .map(|f| Self::of_frame(f, nx, ny))
+            .collect();
         let med = |f: &dyn Fn(&EdgeStats) -> f64| -> f64 {
             let mut v: Vec<f64> = per.iter().map(f).filter(|x| !x.is_nan()).collect();
             v.sort_by(|a, b| a.total_cmp(b));

@@ -270,13 +270,49 @@ impl SafeLossCurve {
         p
     }
 
-    /// Noise-corrected loss and derivatives in `a = |alpha|`.
+    /// Noise-corrected loss and derivatives in `a = |alpha|`: one tight pass per stride
+    /// (the hot loop of the direct fit and of zero-shot).
     pub fn eval(&self, a: f64) -> LossPoint {
+        let ng = self.n_groups();
+        let w = 1.0 / self.strides.len() as f64;
+        let noisy = self.noise.var > 0.0;
         let mut p = LossPoint::default();
-        for g in 0..self.n_groups() {
-            if self.keep[g] {
-                p += self.group(g, a, true);
+        for (si, &h) in self.strides.iter().enumerate() {
+            let (dt, n) = (self.dt_save * h as f64, self.spec.n_sub.times(h));
+            let rho = self.noise.rho_at(h);
+            let r0 = si * ng..(si + 1) * ng;
+            let (aa, ee, dd, cc) = (
+                &self.a[r0.clone()],
+                &self.e[r0.clone()],
+                &self.d[r0.clone()],
+                &self.noise_corr[r0],
+            );
+            let (mut l, mut d1, mut d2, mut gn) = (0.0, 0.0, 0.0, 0.0);
+            for g in 0..ng {
+                if !self.keep[g] {
+                    continue;
+                }
+                let (m, m1, m2) = crate::operator::multiplier(self.mu[g], a, dt, n);
+                let (ag, eg) = (aa[g], ee[g]);
+                let r = m - 1.0;
+                let mut lg = r * r * ag + 2.0 * r * eg + dd[g];
+                let mut d1g = 2.0 * m1 * (r * ag + eg);
+                let mut d2g = 2.0 * (m1 * m1 + r * m2) * ag + 2.0 * m2 * eg;
+                if noisy {
+                    let c = cc[g];
+                    lg -= c * (m * m - 2.0 * rho * m + 1.0);
+                    d1g -= c * 2.0 * (m - rho) * m1;
+                    d2g -= c * 2.0 * (m1 * m1 + (m - rho) * m2);
+                }
+                l += lg;
+                d1 += d1g;
+                d2 += d2g;
+                gn += 2.0 * m1 * m1 * ag;
             }
+            p.loss += w * l;
+            p.d1 += w * d1;
+            p.d2 += w * d2;
+            p.gauss_newton += w * gn;
         }
         p
     }
@@ -309,6 +345,25 @@ impl SafeLossCurve {
         } else {
             f64::INFINITY
         }
+    }
+
+    /// How far the minimum moves per unit relative error in the noise variance:
+    /// `d|alpha|/d ln(var) = var dC'/dvar / L''` with `C` the noise correction.
+    pub fn noise_sensitivity(&self, a: f64) -> f64 {
+        if self.noise.var <= 0.0 {
+            return 0.0;
+        }
+        let p = self.eval(a);
+        let ng = self.n_groups();
+        let w = 1.0 / self.strides.len() as f64;
+        let mut dc = 0.0;
+        for g in (0..ng).filter(|&g| self.keep[g]) {
+            for (si, &h) in self.strides.iter().enumerate() {
+                let (m, m1, _) = multiplier_h(self.mu[g], a, self.dt_save, self.spec.n_sub, h);
+                dc += w * self.noise_corr[si * ng + g] * 2.0 * (m - self.noise.rho_at(h)) * m1;
+            }
+        }
+        if p.d2 > 0.0 { dc / p.d2 } else { f64::INFINITY }
     }
 
     /// Energy of the frame-to-frame change in the modes the loss uses, less the noise's

@@ -44,6 +44,8 @@ pub struct FitResult {
     /// Effectively independent residual samples behind the loss (pixels x pairs, less what
     /// filtering and dropped modes take): the scale of the loss's statistical scatter.
     pub n_eff: f64,
+    /// `L''` at the optimum (noise-corrected).
+    pub curvature: f64,
 }
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
@@ -97,8 +99,22 @@ pub fn minimise_1d(
     per_decade: usize,
     parallel_scan: bool,
 ) -> Result<(f64, bool, usize), FitError> {
+    minimise_1d_with(f, lo, hi, per_decade, 9, 1e-15, parallel_scan)
+}
+
+/// [`minimise_1d`] with at least `min_points` scan points and Newton stopped at a relative
+/// step of `rel_tol` (a basin located for a later polish needs no more).
+pub fn minimise_1d_with(
+    f: &(dyn Fn(f64) -> LossPoint + Sync),
+    lo: f64,
+    hi: f64,
+    per_decade: usize,
+    min_points: usize,
+    rel_tol: f64,
+    parallel_scan: bool,
+) -> Result<(f64, bool, usize), FitError> {
     let decades = (hi / lo).log10();
-    let npts = ((decades * per_decade.max(2) as f64).ceil() as usize).max(8) + 1;
+    let npts = ((decades * per_decade.max(2) as f64).ceil() as usize + 1).max(min_points.max(3));
     let grid: Vec<f64> = (0..npts)
         .map(|i| lo * (hi / lo).powf(i as f64 / (npts - 1) as f64))
         .collect();
@@ -144,7 +160,7 @@ pub fn minimise_1d(
                 0.5 * (a_lo + a_hi)
             };
             let done =
-                (next - a).abs() <= 1e-15 * a || (a_hi - a_lo) <= 4e-16 * a_hi || p.d1 == 0.0;
+                (next - a).abs() <= rel_tol * a || (a_hi - a_lo) <= 4e-16 * a_hi || p.d1 == 0.0;
             a = next;
             if done {
                 break;
@@ -166,7 +182,7 @@ pub fn minimise_1d(
             } else {
                 x0 = c;
             }
-            if x1 - x0 <= 1e-14 * x1 {
+            if x1 - x0 <= rel_tol.max(1e-14) * x1 {
                 break;
             }
         }
@@ -211,5 +227,6 @@ pub fn fit_alpha(curve: &SafeLossCurve, opts: &FitOptions) -> Result<FitResult, 
         range,
         evaluations,
         n_eff: curve.n_eff(),
+        curvature: curve.eval(a).d2,
     })
 }

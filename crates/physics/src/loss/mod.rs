@@ -22,4 +22,4 @@ pub use curve::{LossPoint, NOISE_KEEP_RATIO, SafeLossCurve};
 pub use fit::{FitError, FitOptions, FitResult, fit_alpha};
 pub use noise::{MAX_NOISE_RHO, NoiseMode, NoiseModel, estimate_noise};
 pub use spectra::VideoSpectra;
-pub use window::{WindowLoss, fit_window};
+pub use window::{Coarse, WindowLoss, coarse_fit, fit_window, polish_fit};

@@ -9,16 +9,17 @@
 //! larger sample (independent data): |alpha| error ~1e-10.
 
 use super::curve::LossPoint;
-use super::fit::{FitError, FitOptions, FitResult, check_range, default_range, minimise_1d};
+use super::fit::{FitError, FitOptions, FitResult, check_range, default_range, minimise_1d_with};
 use super::noise::NoiseModel;
 use crate::basis::Basis;
 use crate::dct2::Dct2;
+use crate::fft2::C64;
 use crate::grid::Grid;
 use crate::operator::{Boundary, KERNEL_TAIL, OperatorSpec, SafeOperator};
 use rayon::prelude::*;
 
 /// Stride-1 frame pairs used to locate the basin before the all-pairs polish.
-const COARSE_PAIRS: usize = 6;
+const COARSE_PAIRS: usize = 4;
 
 /// The open-window SAFE loss of one video.
 pub struct WindowLoss {
@@ -50,6 +51,17 @@ pub struct WindowLoss {
     quad: Vec<(f64, f64, f64)>,
 }
 
+impl std::fmt::Debug for WindowLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowLoss")
+            .field("op", &self.op.spec)
+            .field("strides", &self.strides)
+            .field("margins", &self.margins)
+            .field("noise", &self.noise)
+            .finish()
+    }
+}
+
 /// One evaluation: the loss and, per pixel block, its share of `dL/da` (sandwich).
 #[derive(Clone, Debug, Default)]
 pub struct WindowEval {
@@ -67,6 +79,30 @@ impl WindowLoss {
         dt_save: f64,
         strides: &[usize],
     ) -> WindowLoss {
+        Self::build(frames, None, grid, spec, dt_save, strides)
+    }
+
+    /// [`WindowLoss::new`] reusing the frames' cosine coefficients `raw` (unfiltered, in the
+    /// same order as `frames`): the low-pass is a multiplier there, so no transform runs.
+    pub fn from_spectra<T: Copy + Into<f64> + Sync>(
+        frames: &[&[T]],
+        raw: &[&[C64]],
+        grid: &Grid,
+        spec: OperatorSpec,
+        dt_save: f64,
+        strides: &[usize],
+    ) -> WindowLoss {
+        Self::build(frames, Some(raw), grid, spec, dt_save, strides)
+    }
+
+    fn build<T: Copy + Into<f64> + Sync>(
+        frames: &[&[T]],
+        raw: Option<&[&[C64]]>,
+        grid: &Grid,
+        spec: OperatorSpec,
+        dt_save: f64,
+        strides: &[usize],
+    ) -> WindowLoss {
         assert_eq!(spec.boundary, Boundary::Open);
         let op = SafeOperator::new(*grid, spec, dt_save);
         let n = grid.len();
@@ -77,12 +113,19 @@ impl WindowLoss {
         target
             .par_chunks_mut(n)
             .zip(coeffs.par_chunks_mut(n))
-            .zip(frames.par_iter())
+            .enumerate()
             .for_each_init(
                 || dct.scratch(),
-                |s, ((t, c), f)| {
-                    binomial_mirror(f, t, grid.nx, grid.ny, q);
-                    dct.forward(t, c, s);
+                |s, (t, (tg, c))| {
+                    binomial_mirror(frames[t], tg, grid.nx, grid.ny, q);
+                    match raw {
+                        Some(r) => {
+                            for ((ci, x), f) in c.iter_mut().zip(r[t].iter()).zip(&op.filter) {
+                                *ci = x.re * f;
+                            }
+                        }
+                        None => dct.forward(tg, c, s),
+                    }
                 },
             );
         let strides: Vec<usize> = strides
@@ -136,24 +179,29 @@ impl WindowLoss {
     }
 
     /// The envelope of the kernel's reach per stride, on a log grid of `|alpha|` (factor
-    /// sqrt 2) spanning von Neumann numbers 1e-6..1e4 per frame interval.
+    /// sqrt 2) from a von Neumann number of 1e-6 per frame interval up to where the reach
+    /// passes half the window (no fit goes there: a third is the limit).
     fn build_reach(&mut self) {
         let s0 = self.op.dt_save * self.op.lambda_max();
         let (lo, hi) = (1e-6 / s0, 1e4 / s0);
         let n = ((hi / lo).log2() * 2.0).ceil() as usize + 1;
+        let g = self.op.grid;
         self.reach = self
             .strides
             .iter()
             .map(|&h| {
                 let mut env = (0usize, 0usize);
-                (0..n)
-                    .map(|i| {
-                        let a = lo * 2f64.powf(i as f64 / 2.0);
-                        let (x, y) = self.op.margins(a, h, self.tol);
-                        env = (env.0.max(x), env.1.max(y));
-                        (a, env)
-                    })
-                    .collect()
+                let mut t = Vec::new();
+                for i in 0..n {
+                    let a = lo * 2f64.powf(i as f64 / 2.0);
+                    let (x, y) = self.op.margins(a, h, self.tol);
+                    env = (env.0.max(x), env.1.max(y));
+                    t.push((a, env));
+                    if 2 * env.0 >= g.nx || 2 * env.1 >= g.ny {
+                        break;
+                    }
+                }
+                t
             })
             .collect();
     }
@@ -392,7 +440,47 @@ impl WindowLoss {
 
     /// Loss at `|alpha| = 0` (all the change), noise-corrected.
     pub fn change_energy(&self) -> f64 {
-        self.eval(0.0, 0).loss
+        self.change_at_zero().1
+    }
+
+    /// The loss at `|alpha| = 0` (raw, noise-corrected) straight from the pixels: the
+    /// operator is the identity there, so no transform is needed.
+    pub fn change_at_zero(&self) -> (f64, f64) {
+        let g = self.op.grid;
+        let (nx, ny, n) = (g.nx, g.ny, g.len());
+        let ns = self.strides.len() as f64;
+        let mut raw = 0.0;
+        let mut corr = 0.0;
+        for (si, &h) in self.strides.iter().enumerate() {
+            let (mx, my) = self.margins[si];
+            let pairs = self.pairs(si);
+            let s: f64 = (0..pairs)
+                .into_par_iter()
+                .map(|t| {
+                    let (a, b) = (
+                        &self.target[t * n..(t + 1) * n],
+                        &self.target[(t + h) * n..(t + h + 1) * n],
+                    );
+                    let mut acc = 0.0;
+                    for i in mx..nx - mx {
+                        for j in my..ny - my {
+                            acc += (b[i * ny + j] - a[i * ny + j]).powi(2);
+                        }
+                    }
+                    acc
+                })
+                .sum();
+            let npix = ((nx - 2 * mx) * (ny - 2 * my)) as f64;
+            let l = s / (pairs.max(1) as f64 * npix) / ns;
+            raw += l;
+            let c = if self.noise.var > 0.0 {
+                self.interior_var(si) * self.noise_terms(0.0, h, self.noise.rho_at(h)).0 / ns
+            } else {
+                0.0
+            };
+            corr += l - c;
+        }
+        (raw, corr)
     }
 
     /// The raw loss a perfect model would leave: the noise's expected share at `a`.
@@ -407,6 +495,26 @@ impl WindowLoss {
             })
             .sum();
         f / self.strides.len() as f64
+    }
+
+    /// How far the minimum moves per unit relative error in the noise variance, given the
+    /// loss's curvature `d2` there (from the last evaluation).
+    pub fn noise_sensitivity(&self, a: f64, d2: f64) -> f64 {
+        if self.noise.var <= 0.0 {
+            return 0.0;
+        }
+        let p = LossPoint {
+            d2,
+            ..Default::default()
+        };
+        let dc: f64 = (0..self.strides.len())
+            .map(|si| {
+                let h = self.strides[si];
+                self.interior_var(si) * self.noise_terms(a, h, self.noise.rho_at(h)).1
+            })
+            .sum::<f64>()
+            / self.strides.len() as f64;
+        if p.d2 > 0.0 { dc / p.d2 } else { f64::INFINITY }
     }
 
     /// `int Phi^2 (m^2 - 2 rho m + 1)` over the frequency square and its first two
@@ -475,6 +583,69 @@ impl WindowLoss {
     }
 }
 
+/// The binomial low-pass of order `q` along both axes with the half-sample mirror (exactly
+/// the cosine-basis multiplier `cos^(2q)(theta/2)`), into `out` in `f64`.
+pub fn binomial_mirror<T: Copy + Into<f64>>(
+    u: &[T],
+    out: &mut [f64],
+    nx: usize,
+    ny: usize,
+    q: u32,
+) {
+    for (o, &x) in out.iter_mut().zip(u) {
+        *o = x.into();
+    }
+    if q == 0 {
+        return;
+    }
+    // The 2q+1 taps C(2q, j) / 4^q.
+    let r = q as usize;
+    let mut taps = vec![1.0f64];
+    for _ in 0..2 * r {
+        let mut next = vec![0.0; taps.len() + 1];
+        for (k, &v) in taps.iter().enumerate() {
+            next[k] += 0.5 * v;
+            next[k + 1] += 0.5 * v;
+        }
+        taps = next;
+    }
+    let fold = |i: isize, n: usize| -> usize {
+        let n = n as isize;
+        let p = i.rem_euclid(2 * n);
+        (if p < n { p } else { 2 * n - 1 - p }) as usize
+    };
+    // Along axis 2 (rows): direct taps inside, mirrored indices near the ends.
+    let mut row_out = vec![0.0; ny];
+    for row in out.chunks_exact_mut(ny) {
+        for (j, o) in row_out.iter_mut().enumerate() {
+            *o = if j >= r && j + r < ny {
+                row[j - r..=j + r]
+                    .iter()
+                    .zip(&taps)
+                    .map(|(x, t)| x * t)
+                    .sum()
+            } else {
+                (0..=2 * r)
+                    .map(|k| taps[k] * row[fold(j as isize + k as isize - r as isize, ny)])
+                    .sum()
+            };
+        }
+        row.copy_from_slice(&row_out);
+    }
+    // Along axis 1: whole rows at a time (vectorised axpy).
+    let src = out.to_vec();
+    for i in 0..nx {
+        let o = &mut out[i * ny..(i + 1) * ny];
+        o.iter_mut().for_each(|x| *x = 0.0);
+        for (k, &t) in taps.iter().enumerate() {
+            let s = fold(i as isize + k as isize - r as isize, nx);
+            for (x, &y) in o.iter_mut().zip(&src[s * ny..(s + 1) * ny]) {
+                *x += t * y;
+            }
+        }
+    }
+}
+
 /// Per pixel, the mean over the frames where it is smallest (within 25% of the minimum) of
 /// the squared checkerboard high-pass `[1,-2,1] x [1,-2,1]`, which passes white noise and
 /// almost no smooth signal; zero on the edge pixels.
@@ -484,11 +655,12 @@ fn high_pass_map<T: Copy + Into<f64> + Sync>(frames: &[&[T]], nx: usize, ny: usi
         let col = |b: usize| at(i - 1, b) - 2.0 * at(i, b) + at(i + 1, b);
         col(j - 1) - 2.0 * col(j) + col(j + 1)
     };
+    // Per frame on every third row (the selection only needs the ranking).
     let power: Vec<f64> = frames
         .par_iter()
         .map(|f| {
             let mut s = 0.0;
-            for i in 1..nx - 1 {
+            for i in (1..nx - 1).step_by(3) {
                 for j in 1..ny - 1 {
                     s += hp(f, i, j).powi(2);
                 }
@@ -518,49 +690,34 @@ fn dct_of(op: &SafeOperator) -> &Dct2 {
     }
 }
 
-/// The binomial low-pass of order `q` along both axes with the half-sample mirror (exactly
-/// the cosine-basis multiplier `cos^(2q)(theta/2)`), into `out` in `f64`.
-pub fn binomial_mirror<T: Copy + Into<f64>>(
-    u: &[T],
-    out: &mut [f64],
-    nx: usize,
-    ny: usize,
-    q: u32,
-) {
-    for (o, &x) in out.iter_mut().zip(u) {
-        *o = x.into();
-    }
-    let fold = |i: isize, n: usize| -> usize {
-        let n = n as isize;
-        let p = i.rem_euclid(2 * n);
-        (if p < n { p } else { 2 * n - 1 - p }) as usize
-    };
-    // q passes of the 3-tap [1/4, 1/2, 1/4] along each axis make the 2q+1 binomial taps.
-    let mut tmp = vec![0.0; ny.max(nx)];
-    for _ in 0..q {
-        for row in out.chunks_exact_mut(ny) {
-            for j in 0..ny {
-                let (l, r) = (fold(j as isize - 1, ny), fold(j as isize + 1, ny));
-                tmp[j] = 0.25 * row[l] + 0.5 * row[j] + 0.25 * row[r];
-            }
-            row.copy_from_slice(&tmp[..ny]);
-        }
-        for j in 0..ny {
-            for i in 0..nx {
-                let (u_, d_) = (fold(i as isize - 1, nx), fold(i as isize + 1, nx));
-                tmp[i] = 0.25 * out[u_ * ny + j] + 0.5 * out[i * ny + j] + 0.25 * out[d_ * ny + j];
-            }
-            for i in 0..nx {
-                out[i * ny + j] = tmp[i];
-            }
-        }
-    }
+/// The basin of an open window's loss, found on a few frame pairs.
+#[derive(Clone, Debug)]
+pub struct Coarse {
+    pub a0: f64,
+    /// The search range, its top capped where the operator's reach leaves a third of the
+    /// window.
+    pub range: (f64, f64),
+    pub at_bound: bool,
+    pub evaluations: usize,
+    /// The fit on the coarse pairs alone (for choosing between operators cheaply).
+    pub fit: FitResult,
 }
 
-/// Fit `|alpha|` of an open window: a scan and safeguarded Newton on a few frame pairs
-/// (with masks sized for the largest identifiable `|alpha|`), then exact Newton steps on all
-/// pairs and strides with masks sized for the basin found.
-pub fn fit_window(w: &mut WindowLoss, opts: &FitOptions) -> Result<FitResult, FitError> {
+/// Noise share of the frame-to-frame change below which the polish uses a subset of the
+/// frame pairs: on clean data every pair gives the same answer.
+const CLEAN_SHARE: f64 = 1e-6;
+/// Frame pairs per stride in the polish of a clean video.
+const CLEAN_PAIRS: usize = 16;
+
+/// Locate the basin: a scan and safeguarded Newton on a few stride-1 frame pairs, with the
+/// masks sized for the largest identifiable `|alpha|`. A `hint` (a factor `spread` from
+/// the answer at worst) narrows the scan; a minimum on the narrowed scan's edge rescans
+/// the whole range.
+pub fn coarse_fit(
+    w: &mut WindowLoss,
+    opts: &FitOptions,
+    hint: Option<(f64, f64)>,
+) -> Result<Coarse, FitError> {
     if w.n_frames < 2 {
         return Err(FitError::TooFewFrames(w.n_frames));
     }
@@ -572,23 +729,59 @@ pub fn fit_window(w: &mut WindowLoss, opts: &FitOptions) -> Result<FitResult, Fi
     let hi = w
         .identifiable_max(range.0, range.1)
         .ok_or(FitError::WindowTooSmall)?;
-    let mut evaluations = 0usize;
     w.set_margins(hi);
     let coarse = w.coarse_pairs();
     let change = w.eval_pairs(0.0, &coarse, 0, false).raw;
     if !(change > 0.0) {
         return Err(FitError::NoStructure);
     }
-    let (a0, at_hi_or_lo, ev) = minimise_1d(
-        &|a| w.eval_pairs(a, &coarse, 2, false).point,
-        range.0,
-        hi,
-        3,
-        false,
-    )?;
-    evaluations += ev;
-    // All pairs, masks for the basin (with room for the polish to move); strides whose
-    // reach would leave less than a third of the window are dropped.
+    let f = |a: f64| w.eval_pairs(a, &coarse, 2, false).point;
+    let narrowed = hint.and_then(|(h, spread)| {
+        let (l, u) = ((h / spread).max(range.0), (h * spread).min(hi));
+        if !(l < u && h.is_finite()) {
+            return None;
+        }
+        let r = minimise_1d_with(&f, l, u, 3, 4, 1e-7, false).ok()?;
+        // On the narrowed range's own edge (not the true one): the hint was wrong.
+        let edge = (r.1 && (r.0 - l).abs() <= 1e-3 * l && l > range.0)
+            || (r.1 && (u - r.0).abs() <= 1e-3 * u && u < hi);
+        (!edge).then_some(r)
+    });
+    let (a0, at_bound, evaluations) = match narrowed {
+        Some(r) => r,
+        None => minimise_1d_with(&f, range.0, hi, 3, 9, 1e-7, false)?,
+    };
+    let e = w.eval_pairs(a0, &coarse, 0, false);
+    let c0 = w.eval_pairs(0.0, &coarse, 0, false);
+    let fit = FitResult {
+        alpha_abs: a0,
+        stderr: f64::NAN,
+        safe_loss: e.raw.max(0.0),
+        corrected_loss: e.point.loss,
+        change_energy: c0.point.loss,
+        noise_floor: w.noise_floor(a0),
+        at_bound,
+        range: (range.0, hi),
+        evaluations,
+        n_eff: w.n_eff() * coarse.len() as f64 / w.pairs(0).max(1) as f64,
+        curvature: f64::NAN,
+    };
+    Ok(Coarse {
+        a0,
+        range: (range.0, hi),
+        at_bound,
+        evaluations,
+        fit,
+    })
+}
+
+/// From the basin to the minimum: exact Newton steps with masks sized for it, on every
+/// frame pair and stride (a spread subset on clean videos, where every pair agrees).
+pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
+    let (lo, hi) = c.range;
+    let a0 = c.a0;
+    // Masks for the basin (with room to move); strides whose reach would leave less than a
+    // third of the window are dropped.
     w.set_margins((1.5 * a0).min(hi));
     if !w.margins_fit() {
         let keep: Vec<usize> = (0..w.strides.len())
@@ -598,11 +791,30 @@ pub fn fit_window(w: &mut WindowLoss, opts: &FitOptions) -> Result<FitResult, Fi
         w.reach = keep.iter().map(|&si| w.reach[si].clone()).collect();
         w.set_margins((1.5 * a0).min(hi));
     }
-    let all = w.all_pairs();
+    let (raw0, corr0) = w.change_at_zero();
+    let share = if raw0 > 0.0 {
+        (raw0 - corr0) / raw0
+    } else {
+        0.0
+    };
+    let pairs: Vec<(usize, usize)> = if share < CLEAN_SHARE {
+        (0..w.strides.len())
+            .flat_map(|si| {
+                let n = w.pairs(si);
+                let k = CLEAN_PAIRS.min(n);
+                (0..k).map(move |i| (si, if k > 1 { i * (n - 1) / (k - 1) } else { 0 }))
+            })
+            .collect()
+    } else {
+        w.all_pairs()
+    };
     let mut a = a0;
+    let mut evaluations = c.evaluations;
+    let mut last = WindowEval::default();
     for _ in 0..8 {
-        let p = w.eval_pairs(a, &all, 2, false).point;
+        last = w.eval_pairs(a, &pairs, 2, true);
         evaluations += 1;
+        let p = last.point;
         let curv = if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
         if !(curv > 0.0) {
             break;
@@ -613,19 +825,32 @@ pub fn fit_window(w: &mut WindowLoss, opts: &FitOptions) -> Result<FitResult, Fi
             break;
         }
     }
-    let (stderr, e) = w.stderr_at(a);
-    evaluations += 1;
-    let at_bound = at_hi_or_lo || a <= range.0 * (1.0 + 1e-6) || a >= hi * (1.0 - 1e-6);
-    Ok(FitResult {
+    // The sandwich over pixel blocks, from the last evaluation (within a converged step).
+    let s2: f64 = last.block_d1.iter().map(|x| x * x).sum();
+    let stderr = if last.point.d2 > 0.0 {
+        s2.sqrt() / last.point.d2
+    } else {
+        f64::INFINITY
+    };
+    let at_bound = c.at_bound || a <= lo * (1.0 + 1e-6) || a >= hi * (1.0 - 1e-6);
+    let used = pairs.iter().filter(|p| p.0 == 0).count().max(1);
+    FitResult {
         alpha_abs: a,
         stderr,
-        safe_loss: e.raw.max(0.0),
-        corrected_loss: e.point.loss,
-        change_energy: w.change_energy(),
+        safe_loss: last.raw.max(0.0),
+        corrected_loss: last.point.loss,
+        change_energy: corr0,
         noise_floor: w.noise_floor(a),
         at_bound,
-        range: (range.0, hi),
+        range: (lo, hi),
         evaluations,
-        n_eff: w.n_eff(),
-    })
+        n_eff: w.n_eff() * used as f64 / w.pairs(0).max(1) as f64,
+        curvature: last.point.d2,
+    }
+}
+
+/// Fit `|alpha|` of an open window: [`coarse_fit`], then [`polish_fit`].
+pub fn fit_window(w: &mut WindowLoss, opts: &FitOptions) -> Result<FitResult, FitError> {
+    let c = coarse_fit(w, opts, None)?;
+    Ok(polish_fit(w, &c))
 }

@@ -167,6 +167,37 @@ fn change(mu: f64, s: f64, n_sub: SubSteps) -> f64 {
 /// relative to the frame-to-frame change the loss measures (what sets the error in
 /// `|alpha|`), at every `s`.
 pub fn kernel_depth(lap: Laplacian, n_sub: SubSteps, h: f64, s: f64, q: u32, tol: f64) -> usize {
+    // The depth depends on s/h^2 alone (the symbol is theta^2/h^2 or 4 sin^2/h^2): memoise on
+    // it, rounded up to 1% (a deeper mask is always safe), across videos and windows.
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (Laplacian, SubSteps, u32, u64, i64);
+    static CACHE: OnceLock<Mutex<HashMap<Key, usize>>> = OnceLock::new();
+    let sigma = s / (h * h);
+    if !(sigma.is_finite() && sigma > 0.0) {
+        return 0;
+    }
+    let bucket = (sigma.ln() / 0.01f64.ln_1p()).ceil() as i64;
+    let key = (lap, n_sub, q, tol.to_bits(), bucket);
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(&d) = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&key).copied())
+        .as_ref()
+    {
+        return d;
+    }
+    let d = kernel_depth_uncached(lap, n_sub, (1.01f64).powi(bucket as i32), q, tol);
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, d);
+    }
+    d
+}
+
+/// [`kernel_depth`] on a unit grid for `sigma = s / h^2`, computed.
+fn kernel_depth_uncached(lap: Laplacian, n_sub: SubSteps, sigma: f64, q: u32, tol: f64) -> usize {
+    let (h, s) = (1.0, sigma);
     // Five-point Euler sub-steps reach exactly one pixel each.
     let reach = match (lap, n_sub) {
         (Laplacian::FivePoint, SubSteps::Finite(n)) => n as usize,
