@@ -161,23 +161,28 @@ pub fn run_over_inputs(
 ) -> (Vec<SimResult>, Vec<ErrorRecord>) {
     let ov = inputs.overrides();
     let found = discover(&inputs.data);
+    for w in &found.warnings {
+        eprintln!("warning: {w}");
+    }
     let pb = progress_bar(found.len(), what);
     let one = |s: &std::result::Result<Source, safe_data::DataError>| -> std::result::Result<SimResult, ErrorRecord> {
         let rec = |p: &Path, e: String| ErrorRecord { path: p.display().to_string(), error: e };
         let src = s.as_ref().map_err(|e| rec(&e.path, e.kind.to_string()))?;
         let video = Video::load(src, &ov).map_err(|e| rec(&e.path, e.kind.to_string()))?;
-        for w in &video.warnings {
-            pb.suspend(|| eprintln!("warning: {w}"));
-        }
-        let r = f(&video, &pb).map_err(|e| rec(src.path(), e));
+        // The video's own warnings (skipped frames) travel with its result.
+        let r = f(&video, &pb).map(|mut r| {
+            r.warnings.splice(0..0, video.warnings.iter().cloned());
+            r
+        });
+        let r = r.map_err(|e| rec(&src.path(), e));
         pb.inc(1);
         r
     };
     let all: Vec<std::result::Result<SimResult, ErrorRecord>> = if parallel {
         use rayon::prelude::*;
-        found.par_iter().map(one).collect()
+        found.sources.par_iter().map(one).collect()
     } else {
-        found.iter().map(one).collect()
+        found.sources.iter().map(one).collect()
     };
     pb.finish_and_clear();
     let mut sims = Vec::new();

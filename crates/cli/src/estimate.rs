@@ -156,3 +156,31 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
     settings["gamma"] = serde_json::json!(a.intensity.gamma.to_string());
     finish(&RunOutput::new(sims, errors, settings), &a.output)
 }
+
+#[derive(clap::Args, Debug)]
+pub struct WeakFormArgs {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Spatial half-width of the test functions, pixels.
+    #[arg(long, default_value_t = 12)]
+    mx: usize,
+    /// Temporal half-width of the test functions, frames.
+    #[arg(long, default_value_t = 20)]
+    mt: usize,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+pub fn run_weak_form(a: WeakFormArgs) -> Result<ExitCode> {
+    a.output.check()?;
+    let w = safe_eval::weak_form::WeakForm {
+        mx: a.mx,
+        mt: a.mt,
+        ..Default::default()
+    };
+    let (sims, errors) = run_over_inputs(&a.input, "weak form", true, &|v, _| {
+        safe_eval::weak_form::weak_form_video(v, &w)
+    });
+    let settings = serde_json::json!({"mode": "weak form", "mx": a.mx, "mt": a.mt, "p": w.p});
+    finish(&RunOutput::new(sims, errors, settings), &a.output)
+}

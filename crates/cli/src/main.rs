@@ -41,6 +41,8 @@ enum Command {
     Train(training::TrainArgs),
     /// Inference with a trained model: amortised, or with test-time training.
     Infer(training::InferArgs),
+    /// The classical baseline: a weak-form (WSINDy-style) estimate, for comparison.
+    WeakForm(estimate::WeakFormArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::ZeroShot(a) => estimate::run_zero_shot(a),
         Command::Train(a) => training::run_train(a),
         Command::Infer(a) => training::run_infer(a),
+        Command::WeakForm(a) => estimate::run_weak_form(a),
     };
     match result {
         Ok(code) => code,

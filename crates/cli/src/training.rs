@@ -3,7 +3,7 @@
 use crate::common::{InputArgs, OutputArgs, finish, progress_bar, run_over_inputs};
 use anyhow::{Context, Result, anyhow};
 use safe_eval::results::RunOutput;
-use safe_eval::training::{TrainedModel, infer_video, train_on};
+use safe_eval::training::{RunStart, TrainedModel, infer_video, train_on};
 use safe_model::config::{Config, Profile};
 use safe_model::train::Progress;
 use std::path::PathBuf;
@@ -12,12 +12,12 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     /// Dataset folder made by `generate` (with manifest.json).
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "print_config")]
+    data: Option<PathBuf>,
     /// Model folder (created): model.bpk, config.toml, history.csv, checkpoints.
-    #[arg(long)]
-    out: PathBuf,
-    /// TOML configuration (defaults: the paper's; see `--print-config`).
+    #[arg(long, required_unless_present = "print_config")]
+    out: Option<PathBuf>,
+    /// TOML configuration (defaults: the profile's; see `--print-config`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Default configuration to start from when no --config is given.
@@ -26,25 +26,42 @@ pub struct TrainArgs {
     /// paper: train on sims 0-39 (diffusion); balanced: both signs.
     #[arg(long, value_parser = ["paper", "balanced"], default_value = "paper")]
     split: String,
-    /// Override the number of epochs.
+    /// Total epochs over both phases. Phase 1 (estimator only, encoder and decoder frozen)
+    /// takes round(epochs x train.phase1_fraction): 0.5 in the cpu profile, 0.3 in the
+    /// paper's; phase 2 (everything) takes the rest and stops early when validation stops
+    /// improving.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Continue an interrupted run in --out from its last checkpoint.
-    #[arg(long)]
+    /// Continue the run in --out from its last checkpoint, with that run's configuration.
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Replace a run already in --out (only its own files are removed).
+    #[arg(long)]
+    overwrite: bool,
     /// Print the resolved configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
 }
 
 fn resolve_config(a: &TrainArgs) -> Result<Config> {
-    let mut cfg = match &a.config {
-        Some(p) => {
+    let saved = a
+        .out
+        .as_ref()
+        .map(|o| o.join("config.toml"))
+        .filter(|p| a.resume && p.is_file());
+    let mut cfg = match (&a.config, saved) {
+        (Some(p), _) => {
             let t = std::fs::read_to_string(p)
                 .with_context(|| format!("{}: cannot read", p.display()))?;
             Config::from_toml(&t).map_err(|e| anyhow!("{}: {e}", p.display()))?
         }
-        None => Config::for_profile(if a.profile == "paper" {
+        // Resuming: the run's own configuration, whatever the profile default is.
+        (None, Some(p)) => {
+            let t = std::fs::read_to_string(&p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
+            Config::from_toml(&t).map_err(|e| anyhow!("{}: {e}", p.display()))?
+        }
+        (None, None) => Config::for_profile(if a.profile == "paper" {
             Profile::Paper
         } else {
             Profile::Cpu
@@ -57,61 +74,121 @@ fn resolve_config(a: &TrainArgs) -> Result<Config> {
     Ok(cfg)
 }
 
+/// Time left in a run: the mean epoch time of each phase so far times the epochs it has
+/// left (phase 2 may stop early, so this is an upper estimate).
+struct Eta {
+    secs: [Vec<f64>; 2],
+    p1: usize,
+    total: usize,
+}
+
+impl Eta {
+    fn left(&self, done: usize) -> String {
+        let mean = |v: &Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let left1 = self.p1.saturating_sub(done);
+        let left2 = self.total.saturating_sub(done.max(self.p1));
+        let t1 = left1 as f64 * mean(&self.secs[0]).unwrap_or(0.0);
+        match (left2, mean(&self.secs[1])) {
+            (0, _) => format!("~{} left", fmt_secs(t1)),
+            (n, Some(m)) => format!("~{} left at most", fmt_secs(t1 + n as f64 * m)),
+            (n, None) => format!(
+                "~{} left in phase 1, then {n} phase-2 epochs (timed after the first)",
+                fmt_secs(t1)
+            ),
+        }
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 5400.0 {
+        format!("{:.0} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
 pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
     let cfg = resolve_config(&a)?;
     if a.print_config {
         print!("{}", cfg.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
+    let (Some(data), Some(out)) = (&a.data, &a.out) else {
+        anyhow::bail!("--data and --out are required");
+    };
+    let start = match (a.resume, a.overwrite) {
+        (true, _) => RunStart::Resume,
+        (_, true) => RunStart::Overwrite,
+        _ => RunStart::Fresh,
+    };
     let t0 = std::time::Instant::now();
-    let epochs = progress_bar(cfg.train.epochs, "train");
-    let mut phase = 1u8;
-    let mut last = String::new();
-    let outcome = train_on(
-        &a.data,
-        &a.split,
-        &a.out,
-        &cfg,
-        a.resume,
-        &mut |p| match p {
-            Progress::Epoch {
-                epoch, phase: ph, ..
-            } => {
-                phase = ph;
-                epochs.set_position(epoch as u64);
-            }
-            Progress::Step { done, of, loss } => {
-                epochs.set_message(format!(
-                    "phase {phase} step {done}/{of} loss {loss:.3e} {last}"
-                ));
-            }
-            Progress::EpochDone(r) => {
-                last = match r.val_mae {
-                    Some(m) => format!("| val loss {:.3e}, val |alpha| MAE {m:.2e}", r.val_loss),
-                    None => format!("| val loss {:.3e}", r.val_loss),
-                };
-                epochs.set_position(r.epoch as u64 + 1);
-                epochs.suspend(|| {
-                    eprintln!(
-                        "epoch {:>3} phase {} train {:.3e} val {:.3e}{} ({:.1} s)",
-                        r.epoch,
-                        r.phase,
-                        r.train_loss,
-                        r.val_loss,
-                        r.val_mae
-                            .map(|m| format!(" |alpha| MAE {m:.2e}"))
-                            .unwrap_or_default(),
-                        r.seconds
-                    )
-                });
-            }
-        },
-    )?;
-    epochs.finish_and_clear();
+    // One bar per epoch over its optimisation steps; the epoch lines carry the run's ETA.
+    let bar = progress_bar(0, "train");
+    let mut eta = Eta {
+        secs: [Vec::new(), Vec::new()],
+        p1: cfg.phase1_epochs(),
+        total: cfg.train.epochs,
+    };
+    let outcome = train_on(data, &a.split, out, &cfg, start, &mut |p| match p {
+        Progress::Epoch {
+            epoch: e,
+            phase: ph,
+            of,
+        } => {
+            bar.reset();
+            bar.set_prefix(format!("epoch {}/{of} (phase {ph})", e + 1));
+        }
+        Progress::Step { done, of, loss } => {
+            bar.set_length(of as u64);
+            bar.set_position(done as u64);
+            bar.set_message(format!("loss {loss:.3e}"));
+        }
+        Progress::EpochDone(r) => {
+            eta.secs[(r.phase as usize).clamp(1, 2) - 1].push(r.seconds);
+            let left = eta.left(r.epoch + 1);
+            bar.suspend(|| {
+                eprintln!(
+                    "epoch {:>3}/{} phase {} train {:.3e} val {:.3e}{} ({:.1} s; {left})",
+                    r.epoch + 1,
+                    eta.total,
+                    r.phase,
+                    r.train_loss,
+                    r.val_loss,
+                    r.val_mae
+                        .map(|m| format!(" |alpha| MAE {m:.2e}"))
+                        .unwrap_or_default(),
+                    r.seconds
+                )
+            });
+        }
+    })?;
+    bar.finish_and_clear();
     let st = &outcome.state;
+    let model = out.join("model.bpk");
+    if outcome.resumed_at == st.epochs_done {
+        println!(
+            "the run in {} had already finished ({} epochs{}; best epoch {}, validation loss {:.3e}); nothing to train. Model: {}",
+            out.display(),
+            st.epochs_done,
+            if st.stopped_early { ", early stop" } else { "" },
+            st.best_epoch
+                .map(|e| (e + 1).to_string())
+                .unwrap_or_else(|| "-".into()),
+            st.best_val,
+            model.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
-        "trained {} epochs in {:.1} s{}; best epoch {} (validation loss {:.3e}); model in {}",
-        st.epochs_done,
+        "trained {} epochs{} in {:.1} s{}; best epoch {} (validation loss {:.3e}); model in {}",
+        st.epochs_done - outcome.resumed_at,
+        if outcome.resumed_at > 0 {
+            format!(" (resumed after {})", outcome.resumed_at)
+        } else {
+            String::new()
+        },
         t0.elapsed().as_secs_f64(),
         if st.stopped_early {
             " (early stop)"
@@ -119,17 +196,17 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
             ""
         },
         st.best_epoch
-            .map(|e| e.to_string())
+            .map(|e| (e + 1).to_string())
             .unwrap_or_else(|| "-".into()),
         st.best_val,
-        a.out.join("model.bpk").display()
+        model.display()
     );
     Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
-    /// Model folder written by `train`.
+    /// Model folder written by `train`, or its model.bpk.
     #[arg(long)]
     model: PathBuf,
     #[command(flatten)]

@@ -168,18 +168,13 @@ fn image_sequences_recover_alpha_like_the_float_original() {
         ((a16 - a_float) / a_float).abs() < 1e-4,
         "16-bit: {a16} vs {a_float}"
     );
-    // RGB frames: converted to luma with a warning, same answer as gray.
+    // Gray stored as RGB: read as gray, same answer.
     write_pngs(&rgb, &shape, &data, 8, true);
     let mut args = vec!["fit", s(&rgb)];
     args.extend(PHYS);
     args.extend(NSUB);
     let o = run(&args);
-    assert!(o.status.success());
-    assert!(
-        stderr(&o).contains("converted to grayscale"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(o.status.success(), "{}", stderr(&o));
     let a_rgb = fit_alpha(&args);
     assert!((a_rgb - a8).abs() < 1e-6 * a8.abs(), "{a_rgb} vs {a8}");
     // A multi-page TIFF of the same 8-bit frames.
@@ -393,6 +388,11 @@ fn every_bad_input_class_is_reported_and_the_rest_processed() {
     let im = b.join("corruptpng");
     std::fs::create_dir_all(&im).unwrap();
     std::fs::write(im.join("f0.png"), b"\x89PNG\r\n\x1a\nbroken").unwrap();
+    for k in 1..3 {
+        image::GrayImage::from_pixel(8, 8, image::Luma([10 * k]))
+            .save(im.join(format!("f{k}.png")))
+            .unwrap();
+    }
     std::fs::write(im.join("meta.json"), META).unwrap();
     cases.push(("corruptpng", "f0.png", "cannot decode image"));
 
@@ -435,7 +435,11 @@ fn every_bad_input_class_is_reported_and_the_rest_processed() {
     std::fs::create_dir_all(d.join("empty")).unwrap();
     let o = run(&["fit", s(&d.join("empty"))]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no simulation folders"));
+    assert!(
+        stderr(&o).contains("no videos found here"),
+        "{}",
+        stderr(&o)
+    );
     // A flag contradicting meta.json.
     let o = run(&["fit", s(&good.join("sim_000")), "--dx", "0.7"]);
     assert_eq!(o.status.code(), Some(1));
@@ -628,25 +632,32 @@ fn train_resumes_after_kill_9_losing_at_most_one_epoch() {
     );
     assert!(m.join("model.bpk").is_file());
     assert_eq!(count_entries(&m, |n| n.contains(".tmp-")), 0);
-    // A different configuration cannot be resumed into the same run.
+    // Resuming a finished run says so and trains nothing.
+    let o = run(&resume);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(said.contains("already finished (8 epochs"), "{said}");
+    // A different configuration cannot be resumed into the same run, and the message
+    // names what differs.
     std::fs::write(&cfg, "profile = \"cpu\"\n[train]\nepochs = 9\n").unwrap();
     let o = run(&resume);
     assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("different configuration"),
-        "{}",
-        stderr(&o)
-    );
-    // The model infers.
-    let o = run(&[
-        "infer",
-        "--model",
-        s(&m),
-        s(&d.join("data/sim_008")),
-        "--ttt-steps",
-        "5",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("train.epochs: 8 vs 9"), "{err}");
+    assert!(err.contains("train.phase1_fraction: 0.75 vs 0.5"), "{err}");
+    assert!(err.contains("--overwrite"), "{err}");
+    // The model infers from the folder and from the file `train` printed.
+    for model in [m.clone(), m.join("model.bpk")] {
+        let o = run(&[
+            "infer",
+            "--model",
+            s(&model),
+            s(&d.join("data/sim_008")),
+            "--ttt-steps",
+            "5",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
     std::fs::remove_dir_all(&d).unwrap();
 }
 

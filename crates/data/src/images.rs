@@ -2,11 +2,14 @@
 //!
 //! Frames are taken in natural name order (`f2.png` before `f10.png`; zero-padded names sort
 //! the same either way). 8- and 16-bit integer samples are scaled to `[0, 1]` by the type's
-//! maximum, float TIFF samples are kept as they are. RGB(A) frames are converted to luma
-//! (Rec. 709 weights) with a warning; alpha channels are dropped. Image rows are axis 1
-//! (spacing `dx`), columns axis 2 (spacing `dy`), as numpy reads an image.
+//! maximum, float TIFF samples are kept as they are. Gray stored as RGB(A) (equal channels)
+//! reads as gray; frames whose channels differ (a false-colour map, a colour camera) are
+//! refused: a colour map is not the field's intensity. Alpha channels are dropped. Image
+//! rows are axis 1 (spacing `dx`), columns axis 2 (spacing `dy`), as numpy reads an image.
+//! A frame of another size or bit depth than the rest of its sequence is skipped with a
+//! warning.
 
-use crate::video::{DataError, ErrorKind};
+use crate::error::{DataError, ErrorKind};
 use std::path::{Path, PathBuf};
 
 /// Decoded frames of one sequence.
@@ -90,26 +93,47 @@ fn trim_zeros(s: &[u8]) -> &[u8] {
     &s[k..]
 }
 
-/// One decoded page: rows, cols, luma values, and whether it was colour.
+/// One decoded page: rows, cols, gray values, the sample type, and how far its colour
+/// channels differ (0 for gray).
 struct Page {
     rows: usize,
     cols: usize,
     values: Vec<f32>,
-    colour: bool,
+    depth: &'static str,
+    colour_spread: f32,
 }
 
-fn luma(r: f32, g: f32, b: f32) -> f32 {
-    0.2126 * r + 0.7152 * g + 0.0722 * b
-}
+/// Colour channels differing by more than this share of the frame's range on more than
+/// `COLOUR_PIXELS` of its pixels make a colour frame, not gray stored as RGB.
+const COLOUR_SPREAD: f32 = 0.02;
+const COLOUR_PIXELS: f64 = 0.01;
 
-fn to_gray(samples: Vec<f32>, channels: usize) -> Vec<f32> {
+/// Gray values of interleaved samples, and the share of pixels whose colour channels differ
+/// by more than [`COLOUR_SPREAD`] of the range (a colour map), for 3+ channels.
+fn to_gray(samples: Vec<f32>, channels: usize) -> (Vec<f32>, f32) {
     match channels {
-        1 => samples,
-        2 => samples.chunks_exact(2).map(|c| c[0]).collect(),
-        _ => samples
-            .chunks_exact(channels)
-            .map(|c| luma(c[0], c[1], c[2]))
-            .collect(),
+        1 => (samples, 0.0),
+        2 => (samples.chunks_exact(2).map(|c| c[0]).collect(), 0.0),
+        _ => {
+            let (lo, hi) = samples
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+                    (a.min(x), b.max(x))
+                });
+            let tol = COLOUR_SPREAD * (hi - lo).max(f32::MIN_POSITIVE);
+            let mut coloured = 0usize;
+            let gray: Vec<f32> = samples
+                .chunks_exact(channels)
+                .map(|c| {
+                    if (c[0] - c[1]).abs() > tol || (c[1] - c[2]).abs() > tol {
+                        coloured += 1;
+                    }
+                    c[1]
+                })
+                .collect();
+            let share = coloured as f32 / gray.len().max(1) as f32;
+            (gray, share)
+        }
     }
 }
 
@@ -122,24 +146,28 @@ fn read_png(path: &Path) -> Result<Page, String> {
         .decode()
         .map_err(|e| format!("cannot decode image: {e}"))?;
     let (cols, rows) = (img.width() as usize, img.height() as usize);
-    let (values, channels): (Vec<f32>, usize) = match &img {
-        D::ImageLuma8(b) => (b.as_raw().iter().map(|&v| v as f32 / 255.0).collect(), 1),
-        D::ImageLumaA8(b) => (b.as_raw().iter().map(|&v| v as f32 / 255.0).collect(), 2),
-        D::ImageRgb8(b) => (b.as_raw().iter().map(|&v| v as f32 / 255.0).collect(), 3),
-        D::ImageRgba8(b) => (b.as_raw().iter().map(|&v| v as f32 / 255.0).collect(), 4),
-        D::ImageLuma16(b) => (b.as_raw().iter().map(|&v| v as f32 / 65535.0).collect(), 1),
-        D::ImageLumaA16(b) => (b.as_raw().iter().map(|&v| v as f32 / 65535.0).collect(), 2),
-        D::ImageRgb16(b) => (b.as_raw().iter().map(|&v| v as f32 / 65535.0).collect(), 3),
-        D::ImageRgba16(b) => (b.as_raw().iter().map(|&v| v as f32 / 65535.0).collect(), 4),
-        D::ImageRgb32F(b) => (b.as_raw().clone(), 3),
-        D::ImageRgba32F(b) => (b.as_raw().clone(), 4),
-        other => (other.to_luma32f().into_raw(), 1),
+    let n8 = |v: &[u8]| v.iter().map(|&v| v as f32 / 255.0).collect::<Vec<f32>>();
+    let n16 = |v: &[u16]| v.iter().map(|&v| v as f32 / 65535.0).collect::<Vec<f32>>();
+    let (values, channels, depth): (Vec<f32>, usize, &'static str) = match &img {
+        D::ImageLuma8(b) => (n8(b.as_raw()), 1, "8-bit"),
+        D::ImageLumaA8(b) => (n8(b.as_raw()), 2, "8-bit"),
+        D::ImageRgb8(b) => (n8(b.as_raw()), 3, "8-bit"),
+        D::ImageRgba8(b) => (n8(b.as_raw()), 4, "8-bit"),
+        D::ImageLuma16(b) => (n16(b.as_raw()), 1, "16-bit"),
+        D::ImageLumaA16(b) => (n16(b.as_raw()), 2, "16-bit"),
+        D::ImageRgb16(b) => (n16(b.as_raw()), 3, "16-bit"),
+        D::ImageRgba16(b) => (n16(b.as_raw()), 4, "16-bit"),
+        D::ImageRgb32F(b) => (b.as_raw().clone(), 3, "float"),
+        D::ImageRgba32F(b) => (b.as_raw().clone(), 4, "float"),
+        other => (other.to_luma32f().into_raw(), 1, "float"),
     };
+    let (values, colour_spread) = to_gray(values, channels);
     Ok(Page {
         rows,
         cols,
-        values: to_gray(values, channels),
-        colour: channels >= 3,
+        values,
+        depth,
+        colour_spread,
     })
 }
 
@@ -172,14 +200,23 @@ fn read_tiff_pages(path: &Path) -> Result<Vec<Page>, String> {
         let img = dec
             .read_image()
             .map_err(|e| format!("cannot decode TIFF page {}: {e}", pages.len()))?;
-        let values: Vec<f32> = match img {
-            R::U8(v) => v.iter().map(|&x| x as f32 / 255.0).collect(),
-            R::U16(v) => v.iter().map(|&x| x as f32 / 65535.0).collect(),
-            R::U32(v) => v.iter().map(|&x| x as f32 / u32::MAX as f32).collect(),
-            R::F32(v) => v,
-            R::F64(v) => v.iter().map(|&x| x as f32).collect(),
-            R::I8(v) => v.iter().map(|&x| x as f32 / 127.0).collect(),
-            R::I16(v) => v.iter().map(|&x| x as f32 / 32767.0).collect(),
+        let (values, depth): (Vec<f32>, &'static str) = match img {
+            R::U8(v) => (v.iter().map(|&x| x as f32 / 255.0).collect(), "8-bit"),
+            R::U16(v) => (v.iter().map(|&x| x as f32 / 65535.0).collect(), "16-bit"),
+            R::U32(v) => (
+                v.iter().map(|&x| x as f32 / u32::MAX as f32).collect(),
+                "32-bit",
+            ),
+            R::F32(v) => (v, "float"),
+            R::F64(v) => (v.iter().map(|&x| x as f32).collect(), "float"),
+            R::I8(v) => (
+                v.iter().map(|&x| x as f32 / 127.0).collect(),
+                "signed 8-bit",
+            ),
+            R::I16(v) => (
+                v.iter().map(|&x| x as f32 / 32767.0).collect(),
+                "signed 16-bit",
+            ),
             _ => {
                 return Err(format!(
                     "unsupported TIFF sample type (page {})",
@@ -195,11 +232,13 @@ fn read_tiff_pages(path: &Path) -> Result<Vec<Page>, String> {
                 values.len()
             ));
         }
+        let (values, colour_spread) = to_gray(values, channels);
         pages.push(Page {
             rows,
             cols,
-            values: to_gray(values, channels),
-            colour: channels >= 3,
+            values,
+            depth,
+            colour_spread,
         });
         if !dec.more_images() {
             break;
@@ -219,65 +258,122 @@ fn read_file_pages(path: &Path) -> Result<Vec<Page>, DataError> {
     r.map_err(|m| DataError::new(path, ErrorKind::Image(m)))
 }
 
-/// Read a folder of frames, or one (multi-page) TIFF, into a `[T, rows, cols]` stack.
-pub fn read_image_stack(source: &Path) -> Result<ImageStack, DataError> {
-    let files = if source.is_dir() {
-        image_files(source)
-    } else {
-        vec![source.to_path_buf()]
-    };
+/// The number of pages of a TIFF (headers only), or `None` if it cannot be read.
+pub fn tiff_page_count(path: &Path) -> Option<usize> {
+    let f = std::fs::File::open(path).ok()?;
+    let mut dec = tiff::decoder::Decoder::new(std::io::BufReader::new(f)).ok()?;
+    let mut n = 1;
+    while dec.more_images() {
+        dec.next_image().ok()?;
+        n += 1;
+        if n > 1_000_000 {
+            return None;
+        }
+    }
+    Some(n)
+}
+
+/// Read frames from `files` (each a single image or a multi-page TIFF) into a
+/// `[T, rows, cols]` stack; `label` names the video in messages. Frames whose size or sample
+/// type differs from most of the sequence are skipped with a warning; colour frames are an
+/// error.
+pub fn read_frames(files: &[PathBuf], label: &Path) -> Result<ImageStack, DataError> {
     if files.is_empty() {
         return Err(DataError::new(
-            source,
+            label,
             ErrorKind::NotFound("no PNG or TIFF frames found".into()),
         ));
     }
-    let mut frames = Vec::new();
-    let mut shape: Option<(usize, usize, PathBuf)> = None;
-    let mut t = 0;
-    let mut colour_files = 0;
-    for f in &files {
+    let mut pages: Vec<(PathBuf, usize, Page)> = Vec::new();
+    for f in files {
         for (k, p) in read_file_pages(f)?.into_iter().enumerate() {
-            match &shape {
-                None => shape = Some((p.rows, p.cols, f.clone())),
-                Some((r, c, first)) if (*r, *c) != (p.rows, p.cols) => {
-                    let page = if k > 0 {
-                        format!(" (page {k})")
-                    } else {
-                        String::new()
-                    };
-                    return Err(DataError::new(
-                        f,
-                        ErrorKind::Shape(format!(
-                            "frame{page} is {}x{} (rows x cols) but {} is {r}x{c}; all frames must have one size",
-                            p.rows,
-                            p.cols,
-                            first.display()
-                        )),
-                    ));
-                }
-                _ => {}
+            if p.colour_spread as f64 > COLOUR_PIXELS {
+                return Err(DataError::new(
+                    f,
+                    ErrorKind::Image(format!(
+                        "colour frame: its red, green and blue channels differ on {:.0}% of the pixels (a false-colour map or a colour camera), so its brightness is not the field. Export the raw single-channel intensity (e.g. the measured quantity as 16-bit gray or a float TIFF, or field.npy)",
+                        100.0 * p.colour_spread
+                    )),
+                ));
             }
-            if p.colour {
-                colour_files += 1;
-            }
-            frames.extend_from_slice(&p.values);
-            t += 1;
+            pages.push((f.clone(), k, p));
         }
     }
-    let (rows, cols, _) = shape.unwrap_or((0, 0, PathBuf::new()));
-    let mut warnings = Vec::new();
-    if colour_files > 0 {
-        warnings.push(format!(
-            "{}: {colour_files} colour frame(s) converted to grayscale luma (0.2126 R + 0.7152 G + 0.0722 B)",
-            source.display()
+    // The sequence's size and sample type: those of most frames.
+    let mut kinds: Vec<((usize, usize, &str), usize)> = Vec::new();
+    for (_, _, p) in &pages {
+        let key = (p.rows, p.cols, p.depth);
+        match kinds.iter_mut().find(|k| k.0 == key) {
+            Some(k) => k.1 += 1,
+            None => kinds.push((key, 1)),
+        }
+    }
+    // Ties go to the kind seen first, so the message names the later file.
+    let &((rows, cols, depth), count) = kinds
+        .iter()
+        .rev()
+        .max_by_key(|k| k.1)
+        .expect("at least one page");
+    let fits = |p: &Page| (p.rows, p.cols, p.depth) == (rows, cols, depth);
+    // Only frames at either end may be dropped: a gap inside the sequence would silently
+    // change the time between two frames.
+    let first = pages.iter().position(|(_, _, p)| fits(p)).unwrap_or(0);
+    let last = pages.iter().rposition(|(_, _, p)| fits(p)).unwrap_or(0);
+    let odd = pages[first..=last].iter().find(|(_, _, p)| !fits(p));
+    if 2 * count <= pages.len() || odd.is_some() {
+        let (f, _, p) = odd
+            .or_else(|| pages.iter().find(|(_, _, p)| !fits(p)))
+            .expect("a frame that differs");
+        let why = if odd.is_some() {
+            "inside the sequence, where dropping it would change the time between frames"
+        } else {
+            "and no size is shared by most frames"
+        };
+        return Err(DataError::new(
+            f,
+            ErrorKind::Image(format!(
+                "a {}x{} {} frame {why}; all frames must have one size and sample type (most are {rows}x{cols} {depth})",
+                p.rows, p.cols, p.depth
+            )),
         ));
+    }
+    let mut warnings = Vec::new();
+    let mut frames = Vec::new();
+    let mut t = 0;
+    for (f, k, p) in pages {
+        if !fits(&p) {
+            let page = if k > 0 {
+                format!(" (page {k})")
+            } else {
+                String::new()
+            };
+            warnings.push(format!(
+                "{}{page}: skipped: a {}x{} {} frame in a sequence of {rows}x{cols} {depth} frames",
+                f.display(),
+                p.rows,
+                p.cols,
+                p.depth
+            ));
+            continue;
+        }
+        frames.extend_from_slice(&p.values);
+        t += 1;
     }
     Ok(ImageStack {
         shape: [t, rows, cols],
         frames,
         warnings,
     })
+}
+
+/// Read a folder of frames (every image in it), or one multi-page TIFF.
+pub fn read_image_stack(source: &Path) -> Result<ImageStack, DataError> {
+    let files = if source.is_dir() {
+        image_files(source)
+    } else {
+        vec![source.to_path_buf()]
+    };
+    read_frames(&files, source)
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@
 pub mod atomic;
 pub mod camera;
 pub mod dataset;
-pub mod discover;
+pub mod error;
 pub mod images;
 pub mod meta;
 pub mod npy;
+pub mod source;
 pub mod video;
 
-pub use discover::{Source, discover};
+pub use error::{DataError, ErrorKind};
 pub use meta::{Meta, MetaOverrides};
-pub use video::{DataError, ErrorKind, Video};
+pub use source::{Discovery, Frames, Source, discover};
+pub use video::Video;

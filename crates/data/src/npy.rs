@@ -57,7 +57,7 @@ impl NpyHeader {
 }
 
 /// Why an `.npy` could not be read. Messages are complete sentences for the user.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum NpyError {
     #[error("not an .npy file (missing the \\x93NUMPY magic)")]
     NotNpy,

@@ -1,57 +1,12 @@
 //! A video ready for the SAFE operator: validated frames, grid, frame interval, process.
 
-use crate::discover::Source;
-use crate::images::read_image_stack;
+pub use crate::error::{DataError, ErrorKind};
+use crate::images::read_frames;
 use crate::meta::{Meta, MetaOverrides};
 use crate::npy::{NpyError, read_npy};
+use crate::source::Source;
 use safe_physics::{Grid, Process};
 use std::path::{Path, PathBuf};
-
-/// Why one input could not be used. Displayed as `PATH: problem`.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {kind}", path.display())]
-pub struct DataError {
-    pub path: PathBuf,
-    pub kind: ErrorKind,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ErrorKind {
-    #[error("cannot read: {0}")]
-    Io(String),
-    #[error("{0}")]
-    Npy(#[from] NpyError),
-    #[error("{0}")]
-    Meta(String),
-    #[error("{0}")]
-    Shape(String),
-    #[error("frame {frame} has a non-finite value ({value}) at ({i}, {j})")]
-    NonFinite {
-        frame: usize,
-        i: usize,
-        j: usize,
-        value: f32,
-    },
-    #[error("video has {0} frame(s); at least 2 are needed")]
-    TooFewFrames(usize),
-    #[error(
-        "every frame is constant: the video has no spatial structure, so alpha is unidentifiable"
-    )]
-    Constant,
-    #[error("{0}")]
-    Image(String),
-    #[error("{0}")]
-    NotFound(String),
-}
-
-impl DataError {
-    pub fn new(path: &Path, kind: ErrorKind) -> DataError {
-        DataError {
-            path: path.to_path_buf(),
-            kind,
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct Video {
@@ -168,41 +123,69 @@ impl Video {
     pub fn load(source: &Source, ov: &MetaOverrides) -> Result<Video, DataError> {
         match source {
             Source::SimDir(d) => Video::load_sim_dir(d, ov),
-            Source::Images(p) => Video::load_images(p, ov),
+            Source::Stack(p) if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) => {
+                Video::load_array(p, ov)
+            }
+            Source::Stack(p) => {
+                let meta = meta_beside(p, p.parent().unwrap_or(Path::new(".")), ov)?;
+                let stack = crate::images::read_frames(std::slice::from_ref(p), p)?;
+                let mut v = Video::from_parts(p, p, &stack.shape, stack.frames, meta)?;
+                v.warnings = stack.warnings;
+                Ok(v)
+            }
+            Source::Frames(f) => {
+                let label = source.path();
+                let meta = meta_beside(&f.dir.join("meta.json"), &f.dir, ov)?;
+                let stack = read_frames(&f.files, &label)?;
+                let mut v = Video::from_parts(&label, &label, &stack.shape, stack.frames, meta)?;
+                v.warnings = stack.warnings;
+                Ok(v)
+            }
         }
     }
 
-    /// Load an image sequence (folder of frames or multi-page TIFF). Metadata comes from
-    /// `meta.json` in the folder (for a TIFF file: `meta.json` beside it, or `STEM.json`),
-    /// and from flags.
-    pub fn load_images(source: &Path, ov: &MetaOverrides) -> Result<Video, DataError> {
-        let meta_path = if source.is_dir() {
-            source.join("meta.json")
-        } else {
-            let stem_json = source.with_extension("json");
-            if stem_json.is_file() {
-                stem_json
-            } else {
-                source.with_file_name("meta.json")
-            }
-        };
-        let text = match std::fs::read_to_string(&meta_path) {
-            Ok(t) => Some(t),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(DataError::new(&meta_path, ErrorKind::Io(e.to_string()))),
-        };
-        let meta = Meta::parse(text.as_deref(), ov).map_err(|m| {
-            let m = if text.is_none() {
-                format!("no metadata file, and {m}")
-            } else {
-                m
-            };
-            DataError::new(&meta_path, ErrorKind::Meta(m))
+    /// Load a `.npy` array (a video `[T, Nx, Ny]`) with `NAME.json` or `meta.json` beside it.
+    pub fn load_array(path: &Path, ov: &MetaOverrides) -> Result<Video, DataError> {
+        let meta = meta_beside(path, path.parent().unwrap_or(Path::new(".")), ov)?;
+        let arr = read_npy(path).map_err(|e| match e {
+            NpyError::Io(m) => DataError::new(path, ErrorKind::Io(m)),
+            other => DataError::new(path, ErrorKind::Npy(other)),
         })?;
-        let stack = read_image_stack(source)?;
-        let mut v = Video::from_parts(source, source, &stack.shape, stack.frames, meta)?;
-        v.warnings = stack.warnings;
-        Ok(v)
+        Video::from_parts(path, path, &arr.shape, arr.data, meta)
+    }
+
+    /// Load an image sequence: a folder of frames (all its images) or a multi-page TIFF,
+    /// metadata from `meta.json` in the folder (for a TIFF file: `STEM.json` or
+    /// `meta.json` beside it) and flags.
+    pub fn load_images(source: &Path, ov: &MetaOverrides) -> Result<Video, DataError> {
+        let d = crate::source::discover(&[source.to_path_buf()]);
+        let found: Vec<&Source> = d.sources.iter().filter_map(|s| s.as_ref().ok()).collect();
+        match (
+            found.as_slice(),
+            d.sources.iter().find_map(|s| s.as_ref().err()),
+        ) {
+            ([one], _) => {
+                let mut v = Video::load(one, ov)?;
+                v.warnings.extend(d.warnings);
+                Ok(v)
+            }
+            ([], Some(e)) => Err(DataError::new(&e.path, e.kind.clone())),
+            ([], None) => Err(DataError::new(
+                source,
+                ErrorKind::NotFound("no PNG or TIFF frames found".into()),
+            )),
+            (many, _) => Err(DataError::new(
+                source,
+                ErrorKind::Image(format!(
+                    "holds {} separate videos ({}); give one of them",
+                    many.len(),
+                    many.iter()
+                        .map(|s| s.path().display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            )),
+        }
     }
 
     pub fn frame_len(&self) -> usize {
@@ -245,4 +228,28 @@ impl Video {
     pub fn dt_between(&self, step: usize) -> f64 {
         self.meta.dt_save * step.max(1) as f64
     }
+}
+
+/// Metadata for a video file `path` in `dir`: `STEM.json` beside it, else `dir/meta.json`,
+/// else flags alone.
+fn meta_beside(path: &Path, dir: &Path, ov: &MetaOverrides) -> Result<Meta, DataError> {
+    let stem_json = path.with_extension("json");
+    let meta_path = if path.file_name().is_some_and(|n| n != "meta.json") && stem_json.is_file() {
+        stem_json
+    } else {
+        dir.join("meta.json")
+    };
+    let text = match std::fs::read_to_string(&meta_path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(DataError::new(&meta_path, ErrorKind::Io(e.to_string()))),
+    };
+    Meta::parse(text.as_deref(), ov).map_err(|m| {
+        let m = if text.is_none() {
+            format!("no metadata file, and {m}")
+        } else {
+            m
+        };
+        DataError::new(&meta_path, ErrorKind::Meta(m))
+    })
 }

@@ -11,4 +11,5 @@ pub mod reproduce;
 pub mod results;
 pub mod robustness;
 pub mod training;
+pub mod weak_form;
 pub mod zeroshot;

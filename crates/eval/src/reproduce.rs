@@ -183,6 +183,8 @@ pub struct Outcome {
     pub explain: Vec<(String, PathBuf)>,
     /// (condition, mode, results) of the robustness study.
     pub robust: Vec<(String, String, ModeResult)>,
+    /// (scenario, method, results) on the real-video scenarios.
+    pub real: Vec<(String, String, ModeResult)>,
     pub stage_seconds: Vec<(String, f64)>,
 }
 
@@ -190,7 +192,7 @@ pub struct Outcome {
 pub const NOISE_LEVELS: [f64; 4] = [0.005, 0.01, 0.02, 0.05];
 
 /// Bumped whenever an estimator's results change, so `reproduce` recomputes cached stages.
-pub const ALGORITHM_VERSION: u32 = 4;
+pub const ALGORITHM_VERSION: u32 = 5;
 
 /// One way of estimating alpha for a video.
 type Estimate<'a> = Box<dyn Fn(&Video) -> std::result::Result<SimResult, String> + Sync + 'a>;
@@ -408,9 +410,13 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
             cfg.train.epochs,
             cfg.phase1_epochs()
         ));
-        let resume = safe_model::train::latest_checkpoint(&model_dir).is_some();
+        let start = if safe_model::train::latest_checkpoint(&model_dir).is_some() {
+            crate::training::RunStart::Resume
+        } else {
+            crate::training::RunStart::Fresh
+        };
         let tt = std::time::Instant::now();
-        let o = train_on(&data, "paper", &model_dir, &cfg, resume, &mut |p| {
+        let o = train_on(&data, "paper", &model_dir, &cfg, start, &mut |p| {
             if let safe_model::train::Progress::EpochDone(r) = p {
                 log(&format!(
                     "  epoch {} (phase {}): val loss {:.3e}{}",
@@ -552,6 +558,11 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
     }
     timed("robustness", t0);
 
+    // 7. Beyond the paper: videos like real ones, made by `generate`.
+    let t0 = std::time::Instant::now();
+    let real = real_videos(root, s.profile, &trained, train_fp.clone(), &log)?;
+    timed("real videos", t0);
+
     let outcome = Outcome {
         profile: s.profile,
         data,
@@ -569,8 +580,134 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
         stopped_early: stopped,
         explain,
         robust,
+        real,
         stage_seconds,
     };
     log("writing the report and figures");
     report::write_report(root, &outcome)
+}
+
+/// The real-video scenarios of the report: continuous physics on a periodic grid, an open
+/// window cropped from a larger sample, a sealed (zero-flux) box, and an open window seen
+/// through a camera (blur, black level, shot and read noise, 12 bits).
+pub fn real_video_scenarios(profile: ReproProfile) -> Vec<(&'static str, GenerateSettings)> {
+    let (n, nx, ny) = match profile {
+        ReproProfile::Smoke => (2, 40, 48),
+        _ => (4, 80, 96),
+    };
+    let base = GenerateSettings {
+        n_diffusion: n,
+        nx,
+        ny,
+        dx: 0.5,
+        dy: 0.5,
+        dt: 0.25,
+        n_steps: 100,
+        save_interval: 1,
+        physics: "continuum".into(),
+        seed: 2026,
+        ..Default::default()
+    };
+    vec![
+        (
+            "continuum, periodic",
+            GenerateSettings {
+                boundary: "periodic".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "open window",
+            GenerateSettings {
+                boundary: "open".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "sealed box (zero-flux)",
+            GenerateSettings {
+                boundary: "zero-flux".into(),
+                ..base.clone()
+            },
+        ),
+        (
+            "open window, 12-bit camera",
+            GenerateSettings {
+                boundary: "open".into(),
+                camera: Some(safe_data::camera::Camera::default()),
+                ..base
+            },
+        ),
+    ]
+}
+
+/// Every method on every real-video scenario, with the defaults a user runs (`--n-sub inf`:
+/// the physics is continuous in time).
+fn real_videos(
+    root: &Path,
+    profile: ReproProfile,
+    trained: &TrainedModel,
+    train_fp: Value,
+    log: &dyn Fn(&str),
+) -> Result<Vec<(String, String, ModeResult)>> {
+    let settings = EstimateSettings {
+        n_sub: crate::fitting::SubStepChoice::Fixed(SubSteps::Infinite),
+        ..Default::default()
+    };
+    let zs = ZeroShotSettings {
+        estimate: settings.clone(),
+        ..Default::default()
+    };
+    let wf = crate::weak_form::WeakForm::default();
+    let mut out = Vec::new();
+    for (si, (name, gs)) in real_video_scenarios(profile).into_iter().enumerate() {
+        log(&format!("real videos: {name}"));
+        let dir = root.join("real_videos").join(format!("scenario_{si}"));
+        generate(&gs, &dir, true, &|| {}).map_err(|e| anyhow!(e))?;
+        let m = Manifest::load(&dir).map_err(|e| anyhow!(e))?;
+        let videos: Vec<Video> = (0..m.simulations.len())
+            .into_par_iter()
+            .map(|i| {
+                Video::load_sim_dir(&m.sim_dir(&dir, i), &MetaOverrides::default())
+                    .map_err(|e| anyhow!("{e}"))
+            })
+            .collect::<Result<_>>()?;
+        let data_fp = json!({"scenario": name, "settings": gs, "version": ALGORITHM_VERSION});
+        let methods: Vec<(&str, Estimate, bool)> = vec![
+            (
+                "SAFE fit",
+                Box::new(|v: &Video| fit_video(v, &settings)),
+                true,
+            ),
+            (
+                "zero-shot",
+                Box::new(|v: &Video| zero_shot_video(v, &zs, &mut |_| {}).map(|(r, _)| r)),
+                false,
+            ),
+            (
+                "trained + 50 TTT",
+                Box::new(|v: &Video| infer_video(trained, v, 50, &settings).map(|(r, _)| r)),
+                false,
+            ),
+            (
+                "weak form",
+                Box::new(|v: &Video| crate::weak_form::weak_form_video(v, &wf)),
+                true,
+            ),
+        ];
+        for (mi, (mname, f, parallel)) in methods.iter().enumerate() {
+            let st = Stage::open(
+                root,
+                &format!("real{si}_{mi}"),
+                &json!({"data": data_fp, "method": mname, "train": train_fp}),
+            )?;
+            let sims = run_items(&st, &videos, *parallel, f.as_ref())?;
+            out.push((
+                name.to_string(),
+                mname.to_string(),
+                ModeResult::new(mname, sims),
+            ));
+        }
+    }
+    Ok(out)
 }

@@ -72,13 +72,24 @@ pub fn load_split(data: &Path, split: &str, part: &str) -> Result<Vec<Video>> {
         .collect()
 }
 
+/// How a training run treats a model folder that already holds a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStart {
+    /// Refuse if the folder holds a run.
+    Fresh,
+    /// Continue the folder's run from its last checkpoint (a fresh run if none).
+    Resume,
+    /// Replace the folder's run, once the data have loaded.
+    Overwrite,
+}
+
 /// Train on a dataset folder; writes the model, its config, curves and checkpoints to `out`.
 pub fn train_on(
     data: &Path,
     split: &str,
     out: &Path,
     cfg: &Config,
-    resume: bool,
+    start: RunStart,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TrainOutcome> {
     let prep = |vs: Vec<Video>| -> Result<Vec<TrainVideo>> {
@@ -92,6 +103,10 @@ pub fn train_on(
             data.display()
         );
     }
+    if start == RunStart::Overwrite {
+        safe_model::train::clear_run(out).map_err(|e| anyhow!("{e}"))?;
+    }
+    let resume = start == RunStart::Resume;
     let outcome =
         train(cfg, &train_v, &val_v, out, resume, progress).map_err(|e| anyhow!("{e}"))?;
     write_curves(out, &outcome.state.history)?;
@@ -167,14 +182,33 @@ pub struct TrainedModel {
 }
 
 impl TrainedModel {
-    pub fn load(dir: &Path) -> Result<TrainedModel> {
+    /// Load from a model folder written by `train`, or from its `model.bpk` (the path
+    /// `train` prints), whose `config.toml` sits beside it.
+    pub fn load(path: &Path) -> Result<TrainedModel> {
+        if !path.exists() {
+            bail!("{}: no such model folder or file", path.display());
+        }
+        let (dir, weights) = if path.is_dir() {
+            (path.to_path_buf(), path.join("model.bpk"))
+        } else {
+            let dir = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => std::path::PathBuf::from("."),
+            };
+            (dir, path.to_path_buf())
+        };
+        if !weights.is_file() {
+            bail!(
+                "{}: no model.bpk; is this the folder given to `train --out` (and has training finished)?",
+                dir.display()
+            );
+        }
         let cp = dir.join("config.toml");
         let text = std::fs::read_to_string(&cp)
             .with_context(|| format!("{}: cannot read the model's configuration", cp.display()))?;
         let config = Config::from_toml(&text).map_err(|e| anyhow!("{}: {e}", cp.display()))?;
         let dev = burn::tensor::Device::flex().autodiff();
-        let model =
-            load_model(&dir.join("model.bpk"), &config, &dev).map_err(|e| anyhow!("{e}"))?;
+        let model = load_model(&weights, &config, &dev).map_err(|e| anyhow!("{e}"))?;
         Ok(TrainedModel { model, config })
     }
 }
@@ -205,36 +239,53 @@ pub fn infer_video(
         return Err("the estimator returned a non-finite |alpha|".into());
     }
     let var = tv.norm.std.powi(2);
-    // The error bar at the estimate: the SAFE loss's sandwich, plus (without test-time
-    // training) the distance to the loss's minimum, which an amortised guess may not reach.
-    let sandwich = out.loss.stderr(out.alpha_abs);
-    let p = out.loss.eval(out.alpha_abs);
-    let newton = if p.d2 > 0.0 {
-        (p.d1 / p.d2).abs()
-    } else {
-        f64::INFINITY
-    };
-    let stderr = (sandwich * sandwich + newton * newton).sqrt();
+    // Judge the video as `fit` would: the SAFE loss's own minimum on the video gives the
+    // misfit, its warnings and the statistical error bar.
+    let e = safe_physics::estimate::fit_prepared(
+        &frames,
+        &v.grid,
+        v.dt_between(s.frame_step),
+        &s.options(v),
+        prep,
+    )?;
+    let best = &e.fit;
+    // The model's answer is not the minimum: its distance from it is part of its error
+    // (an amortised guess on a video unlike the training set can be far off).
+    let distance = (out.alpha_abs - best.alpha_abs).abs();
+    let stderr = e.stderr.hypot(distance);
     let mut r = result_row(
         v,
-        &prep,
+        &e.prepared,
         out.alpha_abs,
         stderr,
         out.safe_loss * var,
         t0.elapsed().as_secs_f64(),
     );
+    r.misfit = e.misfit.is_finite().then_some(e.misfit);
+    r.warnings = e.warnings.clone();
+    if distance > 3.0 * e.stderr {
+        r.warnings.push(format!(
+            "the model's |alpha| {:.4e} is {:.1}x its statistical error away from the SAFE loss's minimum ({:.4e}): the video may be unlike the training videos; --ttt-steps 50, `zero-shot` or `fit` get closer",
+            out.alpha_abs,
+            distance / e.stderr.max(1e-300),
+            best.alpha_abs
+        ));
+    }
+    if let serde_json::Value::Object(map) = e.record() {
+        r.extra.extend(map);
+    }
     r.recon_error = Some(out.recon * var);
     r.extra
         .insert("ttt_steps".into(), serde_json::json!(ttt_steps));
     r.extra.insert(
         "alpha_amortised".into(),
-        serde_json::json!(prep.process.sign() * out.amortised),
+        serde_json::json!(e.prepared.process.sign() * out.amortised),
+    );
+    r.extra.insert(
+        "alpha_safe_minimum".into(),
+        serde_json::json!(e.prepared.process.sign() * best.alpha_abs),
     );
     r.extra
-        .insert("newton_distance".into(), serde_json::json!(newton));
-    r.extra.insert(
-        "n_sub".into(),
-        serde_json::json!(prep.spec.n_sub.to_string()),
-    );
+        .insert("distance_to_minimum".into(), serde_json::json!(distance));
     Ok((r, out))
 }

@@ -172,6 +172,48 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// The keys whose values differ, as `table.key: self vs other`, for messages that
+    /// must say what changed rather than that something did.
+    pub fn differences(&self, other: &Config) -> Vec<String> {
+        fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, x) in t {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        flatten(&key, x, out);
+                    }
+                }
+                x => out.push((prefix.to_string(), x.to_string())),
+            }
+        }
+        let flat = |c: &Config| {
+            let mut out = Vec::new();
+            if let Ok(v) = toml::Value::try_from(c) {
+                flatten("", &v, &mut out);
+            }
+            out
+        };
+        let (a, b) = (flat(self), flat(other));
+        let mut diffs = Vec::new();
+        for (k, va) in &a {
+            match b.iter().find(|(kb, _)| kb == k) {
+                Some((_, vb)) if vb == va => {}
+                Some((_, vb)) => diffs.push(format!("{k}: {va} vs {vb}")),
+                None => diffs.push(format!("{k}: {va} vs (absent)")),
+            }
+        }
+        for (k, vb) in &b {
+            if !a.iter().any(|(ka, _)| ka == k) {
+                diffs.push(format!("{k}: (absent) vs {vb}"));
+            }
+        }
+        diffs
+    }
+
     pub fn n_sub(&self) -> Result<Option<SubSteps>, String> {
         if self.train.n_sub.trim().eq_ignore_ascii_case("auto") {
             return Ok(None);
@@ -271,6 +313,16 @@ mod tests {
         );
         assert_eq!(c.ttt.steps, 50);
         assert_eq!(c.phase1_epochs(), 15);
+        let mut d = c.clone();
+        assert!(c.differences(&d).is_empty());
+        d.train.epochs = 3;
+        d.loss.phys = 2.0;
+        let diffs = c.differences(&d);
+        assert_eq!(diffs.len(), 2, "{diffs:?}");
+        assert!(
+            diffs.iter().any(|x| x.starts_with("train.epochs: 50 vs 3")),
+            "{diffs:?}"
+        );
     }
 
     #[test]

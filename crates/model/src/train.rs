@@ -269,6 +269,47 @@ pub enum Progress<'a> {
 pub struct TrainOutcome {
     pub model: SafePitCm,
     pub state: TrainState,
+    /// Epochs already done when this call started (0 for a fresh run); equal to
+    /// `state.epochs_done` when a finished run was resumed and nothing was trained.
+    pub resumed_at: usize,
+}
+
+/// The files a training run writes into its folder.
+fn is_run_file(name: &str) -> bool {
+    name.starts_with("ckpt-")
+        || (name.starts_with('.') && name.contains(".tmp-"))
+        || matches!(
+            name,
+            "LATEST"
+                | "model.bpk"
+                | "config.toml"
+                | "history.csv"
+                | "training_curves.png"
+                | "training_curves.svg"
+        )
+}
+
+/// Remove a previous run from `dir` (for `train --overwrite`): only the files a run
+/// writes, so anything else the user keeps there survives.
+pub fn clear_run(dir: &Path) -> Result<(), TrainError> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let _lock = safe_data::atomic::lock_dir(dir).map_err(TrainError::Io)?;
+    let rd = std::fs::read_dir(dir).map_err(|e| ck_err(dir, e))?;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if is_run_file(&name) {
+            let p = e.path();
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            r.map_err(|err| ck_err(&p, err))?;
+        }
+    }
+    Ok(())
 }
 
 fn ck_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
@@ -788,10 +829,14 @@ pub fn train(
         (true, Some(ck)) => {
             let saved = std::fs::read_to_string(&cfg_path).map_err(|e| ck_err(&cfg_path, e))?;
             let saved = Config::from_toml(&saved).map_err(|e| ck_err(&cfg_path, e))?;
-            if saved != *cfg {
+            let diffs = saved.differences(cfg);
+            if !diffs.is_empty() {
                 return Err(ck_err(
                     &cfg_path,
-                    "the run being resumed used a different configuration (compare with --config)",
+                    format!(
+                        "the run being resumed was trained with another configuration ({}; the run's value first). Resume with the run's settings (drop the options that change them), or start again with --overwrite",
+                        diffs.join(", ")
+                    ),
                 ));
             }
             let (m, b, o, s) = load_checkpoint(&ck, cfg, &dev)?;
@@ -800,7 +845,7 @@ pub fn train(
         (true, None) | (false, _) => {
             if !resume && latest_checkpoint(dir).is_some() {
                 return Err(TrainError::Io(format!(
-                    "{} already holds a training run (pass --resume to continue it, or choose another --out)",
+                    "{} already holds a training run (pass --resume to continue it, --overwrite to replace it, or choose another --out)",
                     dir.display()
                 )));
             }
@@ -820,6 +865,7 @@ pub fn train(
             (m.clone(), m, new_optimisers(cfg), st)
         }
     };
+    let resumed_at = st.epochs_done;
     let p1 = cfg.phase1_epochs();
     let mut caches: Vec<Phase2Cache> = Vec::new();
     while st.epochs_done < cfg.train.epochs && !st.stopped_early {
@@ -910,6 +956,7 @@ pub fn train(
     Ok(TrainOutcome {
         model: best,
         state: st,
+        resumed_at,
     })
 }
 

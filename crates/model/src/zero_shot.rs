@@ -551,7 +551,11 @@ mod tests {
         // float32 frames: both land ~1e-8 from the truth (the fit polishes on a subset of
         // the pairs of a clean video, zero-shot on all of them).
         assert!((fit.alpha_abs - 0.35).abs() < 1e-7, "fit {}", fit.alpha_abs);
-        assert!((out.alpha_abs - 0.35).abs() < 1e-7, "zero-shot {}", out.alpha_abs);
+        assert!(
+            (out.alpha_abs - 0.35).abs() < 1e-7,
+            "zero-shot {}",
+            out.alpha_abs
+        );
         assert!(
             (out.alpha_abs - fit.alpha_abs).abs() < 5e-8,
             "{} vs {}",

@@ -629,7 +629,15 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
         let mut scored = Vec::new();
         let mut kept = Vec::new();
         let mut hint = Some((proxy_a, 8.0));
-        for &l in &lap_candidates {
+        // Under noise a few frame pairs cannot tell the stencils apart on a window, and an
+        // open window of five-point physics is a simulation (clean): keep the continuum.
+        let noisy = share > STRIDE_NOISE_SHARE;
+        let candidates: Vec<Laplacian> = if noisy && opts.laplacian == Choice::Auto {
+            vec![Laplacian::Continuum]
+        } else {
+            lap_candidates.clone()
+        };
+        for &l in &candidates {
             let spec = OperatorSpec {
                 boundary,
                 laplacian: l,
@@ -663,6 +671,13 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
                 .map(|r| (f.0, r.corrected_loss / r.change_energy))
         });
         if lap_candidates.len() > 1 {
+            let why = if candidates.len() == 1 {
+                format!(
+                    "noise is {share:.1e} of the frame-to-frame change: on an open window it hides the stencil's difference; continuum is the physics of a real sample"
+                )
+            } else {
+                why
+            };
             prep.decisions.push(Decision {
                 what: "laplacian",
                 value: best.to_string(),
@@ -783,8 +798,31 @@ pub fn estimate<T: Copy + Into<f64> + Sync>(
     opts: &EstimateOptions,
 ) -> Result<Estimate, String> {
     let stages = Stages::start();
-    let mut prep = prepare(frames, grid, dt_save, opts)?;
+    let prep = prepare(frames, grid, dt_save, opts)?;
     stages.mark("prepare");
+    estimate_prepared(frames, grid, dt_save, opts, prep, &stages)
+}
+
+/// The fit and its judgement once `prepare` has decided the operator and direction (for
+/// callers that need the decisions first, such as the trained model's inference).
+pub fn fit_prepared<T: Copy + Into<f64> + Sync>(
+    frames: &[&[T]],
+    grid: &Grid,
+    dt_save: f64,
+    opts: &EstimateOptions,
+    prep: Prepared,
+) -> Result<Estimate, String> {
+    estimate_prepared(frames, grid, dt_save, opts, prep, &Stages::start())
+}
+
+fn estimate_prepared<T: Copy + Into<f64> + Sync>(
+    frames: &[&[T]],
+    grid: &Grid,
+    dt_save: f64,
+    opts: &EstimateOptions,
+    mut prep: Prepared,
+    stages: &Stages,
+) -> Result<Estimate, String> {
     // An open window decided on its basin already: polish that loss.
     if let Some(cell) = prep.window.take()
         && let Ok(m) = std::sync::Arc::try_unwrap(cell)
@@ -963,26 +1001,44 @@ fn diagnose<T: Copy + Into<f64> + Sync>(
             ));
         }
         // Grid spacing: refit with dy/dx scaled (a typo such as 4 for 0.4 shows here).
-        let mut best = (rel, 1.0);
-        for k in -8..=8 {
-            if k == 0 {
-                continue;
-            }
-            let f = 10f64.powf(k as f64 / 4.0);
+        let misfit_at = |log_f: f64| -> f64 {
             let g2 = Grid {
-                dy: grid.dy * f,
+                dy: grid.dy * 10f64.powf(log_f),
                 ..*grid
             };
             let alt = c.with_operator(&SafeOperator::new(g2, prep.spec, dt_save));
-            if let Ok(r) = fit_alpha(&alt, &fopts)
-                && !r.at_bound
-            {
-                let x = r.corrected_loss / r.change_energy;
-                if x < best.0 {
-                    best = (x, f);
-                }
+            match fit_alpha(&alt, &fopts) {
+                Ok(r) if !r.at_bound => r.corrected_loss / r.change_energy,
+                _ => f64::INFINITY,
+            }
+        };
+        // Quarter decades out to 100x either way, then a golden-section polish so the
+        // suggested ratio is the one the data support, not the nearest grid point.
+        let mut best = (rel, 0.0);
+        for k in (-8..=8).filter(|&k| k != 0) {
+            let x = misfit_at(k as f64 / 4.0);
+            if x < best.0 {
+                best = (x, k as f64 / 4.0);
             }
         }
+        if best.1 != 0.0 {
+            let phi = 0.5 * (5f64.sqrt() - 1.0);
+            let (mut a, mut b) = (best.1 - 0.25, best.1 + 0.25);
+            for _ in 0..14 {
+                let (u, w) = (b - phi * (b - a), a + phi * (b - a));
+                if misfit_at(u) < misfit_at(w) {
+                    b = w;
+                } else {
+                    a = u;
+                }
+            }
+            let m = 0.5 * (a + b);
+            let x = misfit_at(m);
+            if x < best.0 {
+                best = (x, m);
+            }
+        }
+        let best = (best.0, 10f64.powf(best.1));
         if best.0 < 0.1 * rel {
             causes.push(format!(
                 "grid spacing (the change is explained {:.0}x better with dy/dx = {:.3} instead of {:.3}: check dx and dy)",
