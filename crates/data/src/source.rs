@@ -121,12 +121,13 @@ fn videos_in(dir: &Path, out: &mut Discovery) -> usize {
     let mut found: Vec<Source> = Vec::new();
     // Whole-video files.
     for p in entries.iter().filter(|p| !hidden(p)) {
-        if is_array_file(p) && file_name(p) != "field.npy" {
-            found.push(Source::Stack(p.clone()));
-        } else if images::is_multipage_tiff_path(p)
-            && p.is_file()
-            && images::tiff_page_count(p).unwrap_or(1) > 1
-        {
+        let array = is_array_file(p) && file_name(p) != "field.npy";
+        let stack = || {
+            images::is_multipage_tiff_path(p)
+                && p.is_file()
+                && images::tiff_page_count(p).unwrap_or(1) > 1
+        };
+        if array || stack() {
             found.push(Source::Stack(p.clone()));
         }
     }

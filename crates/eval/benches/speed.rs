@@ -189,4 +189,51 @@ fn main() {
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    if on("real") {
+        real_videos();
+    }
+}
+
+/// The reproduction's real-video scenarios (continuum physics, 80x96 windows, 101 frames):
+/// `fit` with a user's defaults against the weak-form baseline on the same video.
+fn real_videos() {
+    use safe_eval::fitting::SubStepChoice;
+    use safe_eval::reproduce::{ReproProfile, real_video_scenarios};
+    let fs = EstimateSettings {
+        n_sub: SubStepChoice::Fixed(SubSteps::Infinite),
+        ..Default::default()
+    };
+    let wf = safe_eval::weak_form::WeakForm::default();
+    let root = std::env::temp_dir().join(format!("safe-bench-real-{}", std::process::id()));
+    for (si, (name, mut gs)) in real_video_scenarios(ReproProfile::Quick)
+        .into_iter()
+        .enumerate()
+    {
+        gs.n_diffusion = 1;
+        gs.mobility = false;
+        let dir = root.join(format!("s{si}"));
+        safe_data::dataset::generate(&gs, &dir, true, &|| {}).unwrap();
+        let v = safe_data::Video::load_sim_dir(
+            &dir.join("sim_000"),
+            &safe_data::MetaOverrides::default(),
+        )
+        .unwrap();
+        let truth = v.alpha_true().unwrap();
+        let shape = format!("{}x{}x{}", v.n_frames, v.grid.nx, v.grid.ny);
+        let secs = median_secs(11, || {
+            let r = fit_video(&v, &fs).unwrap();
+            assert!(
+                (r.alpha_hat - truth).abs() < 5e-3,
+                "{name}: {}",
+                r.alpha_hat
+            );
+        });
+        report(&format!("real: fit, {name} ({shape})"), secs, 11);
+        let secs = median_secs(11, || {
+            std::hint::black_box(safe_eval::weak_form::weak_form_video(&v, &wf).unwrap());
+        });
+        report("  reference: weak form, same video", secs, 11);
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }

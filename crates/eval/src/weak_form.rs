@@ -136,7 +136,7 @@ pub fn weak_form_alpha(
         gb += g.iter().zip(&b).map(|(x, y)| x * y).sum::<f64>();
         gg += g.iter().map(|x| x * x).sum::<f64>();
     }
-    if !(gg > 0.0) {
+    if gg.is_nan() || gg <= 0.0 {
         return Err("the video has no structure the weak form can see".into());
     }
     Ok(-gb / gg)

@@ -6,19 +6,10 @@ use safe_data::Video;
 use safe_model::zero_shot::{StepRecord, ZeroShotConfig, ZeroShotOutput, zero_shot};
 use safe_physics::estimate::canonical;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ZeroShotSettings {
     pub config: ZeroShotConfig,
     pub estimate: EstimateSettings,
-}
-
-impl Default for ZeroShotSettings {
-    fn default() -> Self {
-        ZeroShotSettings {
-            config: ZeroShotConfig::default(),
-            estimate: EstimateSettings::default(),
-        }
-    }
 }
 
 pub fn zero_shot_video(

@@ -324,7 +324,7 @@ pub fn zero_shot(
                 } else {
                     0.0
                 };
-            if !(d2 > 0.0) {
+            if d2.is_nan() || d2 <= 0.0 {
                 break;
             }
             let da_dy = 1.0 / (1.0 + (-y).exp());

@@ -78,6 +78,8 @@ pub struct Prepared {
     pub ambiguous_alt: Option<(Laplacian, f64)>,
     /// The fit of the chosen operator, when deciding already made it.
     pub fit: Option<FitResult>,
+    /// That fit's loss curve (so the spectra are not computed twice).
+    pub curve: Option<std::sync::Arc<SafeLossCurve>>,
     /// Corrected loss relative to the change of the other discretisation (diagnostics).
     pub alt_unexplained: Option<(Laplacian, f64)>,
     /// An open window's loss and basin as deciding left them (the fit polishes them).
@@ -102,6 +104,7 @@ impl Prepared {
             warnings: Vec::new(),
             ambiguous_alt: None,
             fit: None,
+            curve: None,
             alt_unexplained: None,
             window: None,
         }
@@ -193,6 +196,8 @@ pub const MISFIT_WARN: f64 = 10.0;
 pub const DIRECTION_RATIO: f64 = 4.0;
 /// Edge residual over interior residual above which a periodic or sealed model is rejected.
 pub const EDGE_RATIO: f64 = 4.0;
+/// Misfit below which a periodic or sealed fit is not second-guessed from its edges.
+pub const BOUNDARY_MISFIT: f64 = 10.0;
 /// Noise share of the frame-to-frame change above which the loss adds longer strides.
 pub const STRIDE_NOISE_SHARE: f64 = 1e-3;
 
@@ -208,7 +213,7 @@ pub fn canonical<'a, T>(frames: &[&'a [T]], process: Process) -> Vec<&'a [T]> {
 /// A SAFE loss of one latent video: closed form where the operator is diagonal, masked
 /// pixels on open windows.
 pub enum SafeLoss {
-    Curve(SafeLossCurve),
+    Curve(Box<SafeLossCurve>),
     Window(Box<WindowLoss>),
 }
 
@@ -229,7 +234,9 @@ impl SafeLoss {
         } else {
             let v = VideoSpectra::compute(frames, grid, prep.spec.boundary);
             let op = SafeOperator::new(*grid, prep.spec, dt_save);
-            SafeLoss::Curve(SafeLossCurve::new(&v, &op, &prep.strides).with_noise(noise))
+            SafeLoss::Curve(Box::new(
+                SafeLossCurve::new(&v, &op, &prep.strides).with_noise(noise),
+            ))
         }
     }
 
@@ -496,6 +503,7 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
     // Discretisation (and the boundary's confirmation) from fits in the chosen direction.
     let mut ambiguous_alt = None;
     let mut cached = None;
+    let mut cached_curve = None;
     let mut alt_unexplained = None;
     let laplacian;
     if boundary != Boundary::Open {
@@ -504,21 +512,21 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
             laplacian: l,
             n_sub: opts.n_sub,
         };
+        let mut curves = Vec::new();
         let fits: Vec<(Laplacian, Result<FitResult, FitError>)> = lap_candidates
             .iter()
             .map(|&l| {
                 let op = SafeOperator::new(*grid, spec_of(l), dt_save);
                 let c = curve_dir.with_operator(&op);
-                (
-                    l,
-                    fit_alpha(
-                        &c,
-                        &FitOptions {
-                            alpha_range: opts.alpha_range,
-                            ..Default::default()
-                        },
-                    ),
-                )
+                let r = fit_alpha(
+                    &c,
+                    &FitOptions {
+                        alpha_range: opts.alpha_range,
+                        ..Default::default()
+                    },
+                );
+                curves.push((l, c));
+                (l, r)
             })
             .collect();
         let n_eff = (grid.len() * canon.len().saturating_sub(1)).max(1) as f64;
@@ -529,6 +537,10 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
             .iter()
             .find(|f| f.0 == best)
             .and_then(|f| f.1.clone().ok());
+        cached_curve = curves
+            .into_iter()
+            .find(|c| c.0 == best)
+            .map(|c| std::sync::Arc::new(c.1));
         alt_unexplained = fits.iter().find(|f| f.0 != best).and_then(|f| {
             f.1.as_ref()
                 .ok()
@@ -564,7 +576,10 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
             );
             let (mx, my) = open.margins(r.alpha_abs, 1, KERNEL_TAIL);
             let ratio = edge_residual_ratio(spectra, &op, r.alpha_abs, mx.max(my).max(2), 6);
-            if ratio > EDGE_RATIO {
+            // A model that explains the video down to its noise has no boundary error worth
+            // the name; where the residual is rounding, its edge/inner ratio is noise.
+            let explained = misfit_of(r) < BOUNDARY_MISFIT;
+            if ratio > EDGE_RATIO && !explained {
                 decisions.push(Decision {
                     what: "boundary",
                     value: Boundary::Open.to_string(),
@@ -573,12 +588,20 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
                 });
                 boundary = Boundary::Open;
                 cached = None;
+                cached_curve = None;
             } else {
                 decisions.push(Decision {
                     what: "boundary",
                     value: boundary.to_string(),
                     auto: true,
-                    why: format!("{boundary_why}; edge/inner residual {ratio:.2}"),
+                    why: if explained && ratio > EDGE_RATIO {
+                        format!(
+                            "{boundary_why}; the residual is at the noise floor (misfit {:.2}), so its edge/inner ratio {ratio:.2} is noise",
+                            misfit_of(r)
+                        )
+                    } else {
+                        format!("{boundary_why}; edge/inner residual {ratio:.2}")
+                    },
                 });
             }
         } else if opts.boundary != Choice::Auto {
@@ -611,6 +634,7 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
         decisions,
         warnings,
         ambiguous_alt,
+        curve: cached_curve.filter(|_| cached.is_some()),
         fit: cached,
         alt_unexplained,
         window: None,
@@ -837,7 +861,13 @@ fn estimate_prepared<T: Copy + Into<f64> + Sync>(
         return e;
     }
     let canon = canonical(frames, prep.process);
-    let mut loss = SafeLoss::build(&canon, grid, dt_save, &prep, 1.0);
+    let mut loss = match prep.curve.take() {
+        Some(c) if prep.fit.is_some() => SafeLoss::Curve(Box::new(
+            std::sync::Arc::try_unwrap(c).unwrap_or_else(|c| (*c).clone()),
+        )),
+        _ => SafeLoss::build(&canon, grid, dt_save, &prep, 1.0),
+    };
+    stages.mark("loss");
     let fit = match prep.fit.clone() {
         Some(f) => f,
         None => loss
@@ -847,7 +877,10 @@ fn estimate_prepared<T: Copy + Into<f64> + Sync>(
             })
             .map_err(|e| e.to_string())?,
     };
-    finish(frames, grid, dt_save, opts, prep, &loss, fit)
+    stages.mark("fit");
+    let e = finish(frames, grid, dt_save, opts, prep, &loss, fit);
+    stages.mark("finish");
+    e
 }
 
 /// Judge a fit: bounds, misfit against the noise floor and its likely causes, the error bar.

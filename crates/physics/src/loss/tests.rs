@@ -406,3 +406,72 @@ fn unstable_sub_steps_find_the_global_basin() {
     assert!(r.safe_loss <= brute.0 * (1.0 + 1e-9));
     assert!((r.alpha_abs - brute.1).abs() < 2e-4);
 }
+
+/// A periodic video smoothed hard between frames (von Neumann number ~30 per frame, float32
+/// frames; the initial field of `tools/independent-check/make_data.py`: Fourier modes and
+/// tanh discs) leaves a residual at rounding: its edge/inner ratio is noise and must not
+/// turn the boundary to `open` (it did, and the open fit failed at a bound).
+#[test]
+fn a_residual_at_rounding_keeps_the_periodic_boundary() {
+    use crate::estimate::{EstimateOptions, estimate};
+    use std::f64::consts::PI;
+    let g = Grid::new(64, 80, 0.6, 0.5).unwrap();
+    let (alpha, dt, every) = (0.151, 0.146, 50);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+    let (lx, ly) = (g.nx as f64 * g.dx, g.ny as f64 * g.dy);
+    let mut u0 = vec![0.0; g.len()];
+    for _ in 0..12 {
+        let (kx, ky) = (
+            rng.random_range(-6i32..7) as f64,
+            rng.random_range(-6i32..7) as f64,
+        );
+        let (amp, ph) = (rng.random_range(-1.0..1.0), rng.random_range(0.0..2.0 * PI));
+        for i in 0..g.nx {
+            for j in 0..g.ny {
+                let (x, y) = (i as f64 * g.dx, j as f64 * g.dy);
+                u0[i * g.ny + j] += amp * (2.0 * PI * (kx * x / lx + ky * y / ly) + ph).cos()
+                    / (1.0 + kx * kx + ky * ky);
+            }
+        }
+    }
+    for _ in 0..6 {
+        let (cx, cy, r) = (
+            rng.random_range(0.0..lx),
+            rng.random_range(0.0..ly),
+            rng.random_range(2.0..6.0),
+        );
+        for i in 0..g.nx {
+            for j in 0..g.ny {
+                let dx = (i as f64 * g.dx - cx).abs();
+                let dy = (j as f64 * g.dy - cy).abs();
+                let (dx, dy) = (dx.min(lx - dx), dy.min(ly - dy));
+                u0[i * g.ny + j] += 0.5 * (1.0 + ((r - (dx * dx + dy * dy).sqrt()) / 1.5).tanh());
+            }
+        }
+    }
+    let p = SimParams {
+        grid: g,
+        alpha_abs: alpha,
+        dt,
+        n_steps: every * 30,
+        save_interval: every,
+    };
+    let (f, _) = simulate_f64(&u0, &p, Solver::Spectral).unwrap();
+    let f32s: Vec<Vec<f32>> = f
+        .chunks(g.len())
+        .map(|c| c.iter().map(|&x| x as f32).collect())
+        .collect();
+    let refs: Vec<&[f32]> = f32s.iter().map(|f| f.as_slice()).collect();
+    let e = estimate(&refs, &g, dt * every as f64, &EstimateOptions::default()).unwrap();
+    assert_eq!(
+        e.prepared.spec.boundary,
+        Boundary::Periodic,
+        "{:?}",
+        e.prepared.decisions
+    );
+    assert!(
+        (e.fit.alpha_abs - alpha).abs() < 1e-7,
+        "{}",
+        e.fit.alpha_abs
+    );
+}

@@ -732,7 +732,7 @@ pub fn coarse_fit(
     w.set_margins(hi);
     let coarse = w.coarse_pairs();
     let change = w.eval_pairs(0.0, &coarse, 0, false).raw;
-    if !(change > 0.0) {
+    if change.is_nan() || change <= 0.0 {
         return Err(FitError::NoStructure);
     }
     let f = |a: f64| w.eval_pairs(a, &coarse, 2, false).point;
@@ -816,7 +816,7 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
         evaluations += 1;
         let p = last.point;
         let curv = if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
-        if !(curv > 0.0) {
+        if curv.is_nan() || curv <= 0.0 {
             break;
         }
         let step = (p.d1 / curv).clamp(-0.5 * a, 0.5 * a);

@@ -217,7 +217,7 @@ fn kernel_depth_uncached(lap: Laplacian, n_sub: SubSteps, sigma: f64, q: u32, to
         let k: Vec<f64> = buf.iter().map(|c| c.re.abs() / n as f64).collect();
         let total: f64 = k.iter().sum();
         // Mass at offsets > d: indices d+1 .. n-d-1 of the periodic kernel.
-        if !(total > 0.0) {
+        if total.is_nan() || total <= 0.0 {
             return 0;
         }
         let mut tail = total - k[0];
