@@ -26,6 +26,10 @@ pub struct InputArgs {
     /// Time between saved frames, if meta.json lacks it.
     #[arg(long)]
     pub dt_save: Option<f64>,
+    /// A vector field (`field.npy` [T, C, Nx, Ny]) gives one row per channel instead of
+    /// one joint estimate (channels that may be different materials).
+    #[arg(long)]
+    pub per_channel: bool,
 }
 
 pub fn parse_process(s: &str) -> Result<Process, String> {
@@ -83,12 +87,7 @@ pub struct OperatorArgs {
 
 impl OperatorArgs {
     pub fn settings(&self) -> Result<EstimateSettings> {
-        if let Some(s) = &self.strides
-            && (s.is_empty() || s.contains(&0))
-        {
-            bail!("--strides must be positive frame counts, e.g. 1,2,4,8");
-        }
-        Ok(EstimateSettings {
+        let s = EstimateSettings {
             boundary: self.boundary,
             laplacian: self.laplacian,
             n_sub: self.n_sub,
@@ -98,7 +97,10 @@ impl OperatorArgs {
             alpha_range: self.alpha_range.as_ref().map(|v| (v[0], v[1])),
             noise: self.noise,
             process_from_metadata: false,
-        })
+        };
+        safe_eval::api::check(&s, safe_eval::intensity::GammaChoice::Fixed(1.0))
+            .map_err(|e| anyhow::anyhow!("--{e}"))?;
+        Ok(s)
     }
 }
 
@@ -165,20 +167,39 @@ pub fn run_over_inputs(
         eprintln!("warning: {w}");
     }
     let pb = progress_bar(found.len(), what);
-    let one = |s: &std::result::Result<Source, safe_data::DataError>| -> std::result::Result<SimResult, ErrorRecord> {
-        let rec = |p: &Path, e: String| ErrorRecord { path: p.display().to_string(), error: e };
+    let one = |s: &std::result::Result<Source, safe_data::DataError>| -> std::result::Result<
+        Vec<std::result::Result<SimResult, ErrorRecord>>,
+        ErrorRecord,
+    > {
+        let rec = |p: &Path, e: String| ErrorRecord {
+            path: p.display().to_string(),
+            error: e,
+        };
         let src = s.as_ref().map_err(|e| rec(&e.path, e.kind.to_string()))?;
         let video = Video::load(src, &ov).map_err(|e| rec(&e.path, e.kind.to_string()))?;
-        // The video's own warnings (skipped frames) travel with its result.
-        let r = f(&video, &pb).map(|mut r| {
-            r.warnings.splice(0..0, video.warnings.iter().cloned());
-            r
-        });
-        let r = r.map_err(|e| rec(&src.path(), e));
+        // --per-channel: each channel of a vector field is its own row.
+        let videos = if inputs.per_channel {
+            video.split_channels()
+        } else {
+            vec![video]
+        };
+        let r = videos
+            .iter()
+            .map(|video| {
+                // The video's own warnings (skipped frames) travel with its result.
+                f(video, &pb)
+                    .map(|mut r| {
+                        r.warnings.splice(0..0, video.warnings.iter().cloned());
+                        r
+                    })
+                    .map_err(|e| rec(&video.source, e))
+            })
+            .collect::<Vec<_>>();
         pb.inc(1);
-        r
+        Ok(r)
     };
-    let all: Vec<std::result::Result<SimResult, ErrorRecord>> = if parallel {
+    type PerVideo = Vec<std::result::Result<SimResult, ErrorRecord>>;
+    let all: Vec<std::result::Result<PerVideo, ErrorRecord>> = if parallel {
         use rayon::prelude::*;
         found.sources.par_iter().map(one).collect()
     } else {
@@ -189,7 +210,14 @@ pub fn run_over_inputs(
     let mut errors = Vec::new();
     for r in all {
         match r {
-            Ok(s) => sims.push(s),
+            Ok(per) => {
+                for r in per {
+                    match r {
+                        Ok(s) => sims.push(s),
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
             Err(e) => errors.push(e),
         }
     }

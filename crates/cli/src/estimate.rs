@@ -2,12 +2,9 @@
 
 use crate::common::{InputArgs, IntensityArgs, OperatorArgs, OutputArgs, finish, run_over_inputs};
 use anyhow::Result;
-use safe_eval::fitting::fit_video;
-use safe_eval::intensity::{GammaChoice, with_gamma, with_gamma_then};
+use safe_eval::intensity::{GammaChoice, with_gamma_then};
 use safe_eval::results::RunOutput;
-use safe_eval::zeroshot::{ZeroShotSettings, zero_shot_video};
-use safe_model::zero_shot::ZeroShotConfig;
-use safe_physics::loss::NoiseMode;
+use safe_eval::zeroshot::zero_shot_video;
 use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
@@ -22,24 +19,18 @@ pub struct FitArgs {
     output: OutputArgs,
 }
 
-/// A noise level is in the video's units, which undoing a gamma curve changes.
-fn check_noise_with_gamma(noise: NoiseMode, gamma: GammaChoice) -> Result<()> {
-    if matches!(noise, NoiseMode::Std(_)) && gamma != GammaChoice::Fixed(1.0) {
-        anyhow::bail!(
-            "--noise with a standard deviation cannot be combined with --gamma (the map changes the video's units): use --noise auto"
-        );
-    }
-    Ok(())
+/// Options no single flag can get wrong, only a combination.
+fn check_combination(s: &safe_eval::fitting::EstimateSettings, gamma: GammaChoice) -> Result<()> {
+    safe_eval::api::check(s, gamma).map_err(|e| anyhow::anyhow!(e))
 }
 
 pub fn run_fit(a: FitArgs) -> Result<ExitCode> {
     a.output.check()?;
     let s = a.operator.settings()?;
-    check_noise_with_gamma(s.noise, a.intensity.gamma)?;
+    check_combination(&s, a.intensity.gamma)?;
     let g = a.intensity.gamma;
-    let (sims, errors) = run_over_inputs(&a.input, "fit", true, &|v, _| {
-        with_gamma(v, g, &s, &|v| fit_video(v, &s))
-    });
+    let (sims, errors) =
+        run_over_inputs(&a.input, "fit", true, &|v, _| safe_eval::api::fit(v, &s, g));
     let mut settings = s.record();
     settings["mode"] = serde_json::json!("fit");
     settings["gamma"] = serde_json::json!(g.to_string());
@@ -78,17 +69,8 @@ pub struct ZeroShotArgs {
 pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
     a.output.check()?;
     let est = a.operator.settings()?;
-    check_noise_with_gamma(est.noise, a.intensity.gamma)?;
-    let s = ZeroShotSettings {
-        config: ZeroShotConfig {
-            steps: a.steps,
-            lr: a.lr,
-            seed: a.seed,
-            polish: a.polish,
-            ..Default::default()
-        },
-        estimate: est,
-    };
+    check_combination(&est, a.intensity.gamma)?;
+    let s = safe_eval::api::zero_shot_settings(est, a.steps, a.lr, a.seed, a.polish);
     if let Some(d) = &a.explain
         && d.exists()
         && !a.output.overwrite
@@ -102,50 +84,54 @@ pub fn run_zero_shot(a: ZeroShotArgs) -> Result<ExitCode> {
         );
     }
     let several = safe_data::discover(&a.input.data).len() > 1;
-    let (sims, errors) = run_over_inputs(&a.input, "zero-shot", false, &|v, pb| {
-        let steps = s.config.steps as u64;
-        pb.set_message(format!("{} (0/{steps})", v.source.display()));
-        let mut cb = |r: &safe_model::zero_shot::StepRecord| {
-            if r.step.is_multiple_of(20) {
-                pb.set_message(format!(
-                    "{} ({}/{steps}, |alpha| {:.5})",
-                    v.source.display(),
-                    r.step,
-                    r.alpha_abs
-                ));
+    let (sims, errors) = run_over_inputs(&a.input, "zero-shot", false, &|video, pb| {
+        let channels = video.n_channels() > 1;
+        // Every channel runs the paper's zero-shot on its own (paper 2.1, channel-wise).
+        safe_eval::channels::channelwise(video, &|v| {
+            let steps = s.config.steps as u64;
+            pb.set_message(format!("{} (0/{steps})", v.source.display()));
+            let mut cb = |r: &safe_model::zero_shot::StepRecord| {
+                if r.step.is_multiple_of(20) {
+                    pb.set_message(format!(
+                        "{} ({}/{steps}, |alpha| {:.5})",
+                        v.source.display(),
+                        r.step,
+                        r.alpha_abs
+                    ));
+                }
+            };
+            if a.intensity.gamma == GammaChoice::Auto {
+                pb.set_message(format!("{} (fitting gamma)", v.source.display()));
             }
-        };
-        if a.intensity.gamma == GammaChoice::Auto {
-            pb.set_message(format!("{} (fitting gamma)", v.source.display()));
-        }
-        // Explainability artefacts show the video the estimate saw (gamma undone).
-        let run = |v: &safe_data::Video| {
-            let (r, out) = zero_shot_video(v, &s, &mut cb)?;
-            if let Some(d) = &a.explain {
-                let dir = if several {
-                    d.join(
-                        v.source
-                            .file_name()
-                            .map(|n| n.to_os_string())
-                            .unwrap_or_else(|| "video".into()),
+            // Explainability artefacts show the video the estimate saw (gamma undone).
+            let run = |v: &safe_data::Video| {
+                let (r, out) = zero_shot_video(v, &s, &mut cb)?;
+                if let Some(d) = &a.explain {
+                    let dir = if several || channels {
+                        d.join(
+                            v.source
+                                .file_name()
+                                .map(|n| n.to_os_string())
+                                .unwrap_or_else(|| "video".into()),
+                        )
+                    } else {
+                        d.clone()
+                    };
+                    let process = r.process.parse().map_err(|e: String| e)?;
+                    safe_eval::explain::write_explain(
+                        &dir,
+                        v,
+                        &out,
+                        process,
+                        s.estimate.frame_step,
+                        true,
                     )
-                } else {
-                    d.clone()
-                };
-                let process = r.process.parse().map_err(|e: String| e)?;
-                safe_eval::explain::write_explain(
-                    &dir,
-                    v,
-                    &out,
-                    process,
-                    s.estimate.frame_step,
-                    true,
-                )
-                .map_err(|e| format!("explain: {e:#}"))?;
-            }
-            Ok((r, ()))
-        };
-        with_gamma_then(v, a.intensity.gamma, &s.estimate, run).map(|(r, ())| r)
+                    .map_err(|e| format!("explain: {e:#}"))?;
+                }
+                Ok((r, ()))
+            };
+            with_gamma_then(v, a.intensity.gamma, &s.estimate, run).map(|(r, ())| r)
+        })
     });
     let mut settings = s.estimate.record();
     settings["mode"] = serde_json::json!("zero-shot");

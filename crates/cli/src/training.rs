@@ -3,7 +3,7 @@
 use crate::common::{InputArgs, OutputArgs, finish, progress_bar, run_over_inputs};
 use anyhow::{Context, Result, anyhow};
 use safe_eval::results::RunOutput;
-use safe_eval::training::{RunStart, TrainedModel, infer_video, train_on};
+use safe_eval::training::{RunStart, TrainedModel, train_on};
 use safe_model::config::{Config, Profile};
 use safe_model::train::Progress;
 use std::path::PathBuf;
@@ -227,10 +227,9 @@ pub fn run_infer(a: InferArgs) -> Result<ExitCode> {
     let m = TrainedModel::load(&a.model)?;
     let s = a.operator.settings()?;
     let g = a.intensity.gamma;
+    safe_eval::api::check(&s, g).map_err(|e| anyhow!(e))?;
     let (sims, errors) = run_over_inputs(&a.input, "infer", false, &|v, _| {
-        safe_eval::intensity::with_gamma(v, g, &s, &|v| {
-            infer_video(&m, v, a.ttt_steps, &s).map(|(r, _)| r)
-        })
+        safe_eval::api::infer(&m, v, a.ttt_steps, &s, g)
     });
     let mut settings = s.record();
     settings["mode"] = serde_json::json!(if a.ttt_steps == 0 {

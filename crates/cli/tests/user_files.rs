@@ -398,3 +398,75 @@ fn generate_train_infer_as_a_user_types_it() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Issue 15: a C-channel field `[T, C, Nx, Ny]` is one video whose channels share alpha
+/// (paper 2.1); `--per-channel` gives each channel its own row.
+#[test]
+fn a_vector_field_is_one_video_and_per_channel_gives_each_channel() {
+    let d = tmpdir("vector");
+    generate(&d.join("g"), 1, 32, 4);
+    let sim = d.join("g/sim_000");
+    let f = read_npy(&sim.join("field.npy")).unwrap();
+    let (t, n) = (f.shape[0], f.shape[1]);
+    let len = n * n;
+    // Channels: the field, its transpose (dx = dy) and its negative plus an offset; each
+    // evolves by the same operator with the same alpha.
+    let mut data = Vec::with_capacity(3 * f.data.len());
+    for k in 0..t {
+        let fr = &f.data[k * len..(k + 1) * len];
+        data.extend_from_slice(fr);
+        data.extend((0..len).map(|p| fr[(p % n) * n + p / n]));
+        data.extend(fr.iter().map(|x| 2.0 - x));
+    }
+    let vec_dir = d.join("vector");
+    std::fs::create_dir_all(&vec_dir).unwrap();
+    std::fs::write(
+        vec_dir.join("field.npy"),
+        safe_data::npy::encode_f32(&[t, 3, n, n], &data),
+    )
+    .unwrap();
+    std::fs::copy(sim.join("meta.json"), vec_dir.join("meta.json")).unwrap();
+    let json = d.join("r.json");
+    let (o, one) = results(&["fit", s(&sim)], &json);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let alone = one["sims"][0]["alpha_hat"].as_f64().unwrap();
+    let truth = one["sims"][0]["alpha_true"].as_f64().unwrap();
+    let (o, joint) = results(&["fit", s(&vec_dir)], &json);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sims = joint["sims"].as_array().unwrap();
+    assert_eq!(sims.len(), 1, "{joint}");
+    assert!(
+        (sims[0]["alpha_hat"].as_f64().unwrap() - truth).abs() < 1e-6,
+        "{joint}"
+    );
+    assert_eq!(sims[0]["channels"].as_array().unwrap().len(), 3, "{joint}");
+    let (o, per) = results(&["fit", s(&vec_dir), "--per-channel"], &json);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = per["sims"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{per}");
+    assert!(
+        rows[1]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("[channel 1 of 3]")
+    );
+    // Channel 0 is the scalar video, fitted as it is alone.
+    assert_eq!(rows[0]["alpha_hat"].as_f64().unwrap(), alone);
+    // Zero-shot takes the vector field too.
+    let (o, zs) = results(&["zero-shot", s(&vec_dir), "--steps", "50"], &json);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        (zs["sims"][0]["alpha_hat"].as_f64().unwrap() - truth).abs() < 1e-5,
+        "{zs}"
+    );
+    // A wrong rank names the layouts it accepts.
+    std::fs::write(
+        vec_dir.join("field.npy"),
+        safe_data::npy::encode_f32(&[t, 1, 3, n, n / 3], &data[..t * 3 * n * (n / 3)]),
+    )
+    .unwrap();
+    let o = run(&["fit", s(&vec_dir)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("[T, C, Nx, Ny]"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&d).unwrap();
+}

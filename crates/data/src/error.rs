@@ -21,9 +21,10 @@ pub enum ErrorKind {
     Meta(String),
     #[error("{0}")]
     Shape(String),
-    #[error("frame {frame} has a non-finite value ({value}) at ({i}, {j})")]
+    #[error("frame {frame}{} has a non-finite value ({value}) at ({i}, {j})", channel.map(|c| format!(", channel {c},")).unwrap_or_default())]
     NonFinite {
         frame: usize,
+        channel: Option<usize>,
         i: usize,
         j: usize,
         value: f32,

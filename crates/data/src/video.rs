@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 pub struct Video {
     /// The simulation folder (or image folder / file) the video came from.
     pub source: PathBuf,
-    /// `[T, nx, ny]`, C order.
+    /// `[T, nx, ny]`, C order: the first (or only) channel.
     pub frames: Vec<f32>,
+    /// Channels 1.. of a vector field (`field.npy` `[T, C, Nx, Ny]`), each `[T, nx, ny]`.
+    /// Kept apart so that every single-channel consumer sees a whole, valid field; the
+    /// estimators take all channels through `split_channels` (paper 2.1: channel-wise).
+    pub other_channels: Vec<Vec<f32>>,
     pub n_frames: usize,
     pub grid: Grid,
     pub meta: Meta,
@@ -32,13 +36,22 @@ impl Video {
         meta: Meta,
     ) -> Result<Video, DataError> {
         let err = |kind| DataError::new(file, kind);
-        if shape.len() != 3 {
+        if shape.len() != 3 && shape.len() != 4 {
             return Err(err(ErrorKind::Shape(format!(
-                "expected a 3-D array [T, Nx, Ny], found shape {shape:?} (rank {})",
+                "expected a 3-D array [T, Nx, Ny] (or [T, C, Nx, Ny] for a C-channel field), found shape {shape:?} (rank {})",
                 shape.len()
             ))));
         }
-        let (t, nx, ny) = (shape[0], shape[1], shape[2]);
+        let (t, c, nx, ny) = match *shape {
+            [t, nx, ny] => (t, 1, nx, ny),
+            [t, c, nx, ny] => (t, c, nx, ny),
+            _ => unreachable!("rank checked above"),
+        };
+        if c == 0 {
+            return Err(err(ErrorKind::Shape(format!(
+                "shape {shape:?} has no channels (layout [T, C, Nx, Ny])"
+            ))));
+        }
         if t < 2 {
             return Err(err(ErrorKind::TooFewFrames(t)));
         }
@@ -64,24 +77,51 @@ impl Video {
         }
         let frame_len = nx * ny;
         if let Some(k) = frames.iter().position(|x| !x.is_finite()) {
-            let (f, r) = (k / frame_len, k % frame_len);
+            let (f, r) = (k / (frame_len * c), k % frame_len);
+            let ch = (k / frame_len) % c;
             return Err(err(ErrorKind::NonFinite {
                 frame: f,
+                channel: (c > 1).then_some(ch),
                 i: r / ny,
                 j: r % ny,
                 value: frames[k],
             }));
         }
-        let constant = frames
-            .chunks_exact(frame_len)
-            .all(|f| f.iter().all(|&x| x == f[0]));
-        if constant {
-            return Err(err(ErrorKind::Constant));
+        // [T, C, Nx, Ny] -> one [T, Nx, Ny] field per channel.
+        let mut channels: Vec<Vec<f32>> = if c == 1 {
+            vec![frames]
+        } else {
+            (0..c)
+                .map(|ch| {
+                    (0..t)
+                        .flat_map(|f| {
+                            let o = (f * c + ch) * frame_len;
+                            frames[o..o + frame_len].iter().copied()
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        for (ch, field) in channels.iter().enumerate() {
+            let constant = field
+                .chunks_exact(frame_len)
+                .all(|f| f.iter().all(|&x| x == f[0]));
+            if constant {
+                return Err(err(if c == 1 {
+                    ErrorKind::Constant
+                } else {
+                    ErrorKind::Shape(format!(
+                        "channel {ch} of {c} is constant in every frame: it carries no information about alpha (drop it)"
+                    ))
+                }));
+            }
         }
+        let frames = channels.remove(0);
         let grid = Grid::new(nx, ny, meta.dx, meta.dy).map_err(|e| meta_err(e.to_string()))?;
         Ok(Video {
             source: source.to_path_buf(),
             frames,
+            other_channels: channels,
             n_frames: t,
             grid,
             meta,
@@ -186,6 +226,51 @@ impl Video {
                 )),
             )),
         }
+    }
+
+    /// Channels of the field (1 for a scalar field).
+    pub fn n_channels(&self) -> usize {
+        1 + self.other_channels.len()
+    }
+
+    /// One single-channel video per channel, each named `SOURCE [channel c]` when there
+    /// are several; a scalar video is returned as it is.
+    pub fn split_channels(&self) -> Vec<Video> {
+        if self.other_channels.is_empty() {
+            return vec![self.clone()];
+        }
+        let c = self.n_channels();
+        std::iter::once(&self.frames)
+            .chain(&self.other_channels)
+            .enumerate()
+            .map(|(ch, f)| Video {
+                source: PathBuf::from(format!("{} [channel {ch} of {c}]", self.source.display())),
+                frames: f.clone(),
+                other_channels: Vec::new(),
+                n_frames: self.n_frames,
+                grid: self.grid,
+                meta: self.meta.clone(),
+                warnings: self.warnings.clone(),
+            })
+            .collect()
+    }
+
+    /// All channels as `[T, C, Nx, Ny]` (C order), as the file stored them.
+    pub fn frames_tcxy(&self) -> Vec<f32> {
+        if self.other_channels.is_empty() {
+            return self.frames.clone();
+        }
+        let n = self.frame_len();
+        let chans: Vec<&Vec<f32>> = std::iter::once(&self.frames)
+            .chain(&self.other_channels)
+            .collect();
+        (0..self.n_frames)
+            .flat_map(|t| {
+                chans
+                    .iter()
+                    .flat_map(move |f| f[t * n..(t + 1) * n].iter().copied())
+            })
+            .collect()
     }
 
     pub fn frame_len(&self) -> usize {

@@ -1,6 +1,8 @@
 //! Evaluation of SAFE-PIT-CM: metrics, result files, the direct fit of loaded videos, and
 //! (later) the paper-reproduction report.
 
+pub mod api;
+pub mod channels;
 pub mod explain;
 pub mod fitting;
 pub mod intensity;

@@ -49,7 +49,8 @@ pub fn prepare(cfg: &Config, v: &Video) -> Result<TrainVideo> {
     ))
 }
 
-/// Load the videos of a split of a generated dataset, in parallel.
+/// Load the videos of a split of a generated dataset, in parallel. Each channel of a vector
+/// field is a training video of its own (same alpha, same operator: paper 2.1).
 pub fn load_split(data: &Path, split: &str, part: &str) -> Result<Vec<Video>> {
     let m = Manifest::load(data).map_err(|e| anyhow!(e))?;
     let sp = m.splits.get(split).ok_or_else(|| {
@@ -69,7 +70,8 @@ pub fn load_split(data: &Path, split: &str, part: &str) -> Result<Vec<Video>> {
             let dir = m.sim_dir(data, i);
             Video::load_sim_dir(&dir, &MetaOverrides::default()).map_err(|e| anyhow!("{e}"))
         })
-        .collect()
+        .collect::<Result<Vec<Video>>>()
+        .map(|vs| vs.iter().flat_map(Video::split_channels).collect())
 }
 
 /// How a training run treats a model folder that already holds a run.
