@@ -20,10 +20,13 @@ pub struct TrainArgs {
     /// TOML configuration (defaults: the profile's; see `--print-config`).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Default configuration to start from when no --config is given.
+    /// Default configuration to start from when no --config is given: cpu (our model: band
+    /// features, augmentation, 6-frame phase-2 windows; minutes) or paper (the paper's
+    /// estimator and training exactly: no band features, no augmentation, whole videos;
+    /// hours on a CPU).
     #[arg(long, value_parser = ["cpu", "paper"], default_value = "cpu")]
     profile: String,
-    /// paper: train on sims 0-39 (diffusion); balanced: both signs.
+    /// paper: the paper's Fig. 3 split (train sims 0-35, validate 36-39); balanced: both signs.
     #[arg(long, value_parser = ["paper", "balanced"], default_value = "paper")]
     split: String,
     /// Total epochs over both phases. Phase 1 (estimator only, encoder and decoder frozen)

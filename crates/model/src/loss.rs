@@ -17,7 +17,10 @@ pub struct LossWeights {
     pub bounds: f64,
     /// Optional supervised `(alpha_hat - alpha_true)^2` (needs ground truth).
     pub alpha_supervised: f64,
-    /// Optional supervised `||P[t] - U[t+1]||^2` against the clean simulation.
+    /// Optional supervised `L_sup = ||P[t] - U[t+1]||^2` (paper, after Eq. 12) in
+    /// training: the propagated latent against the next frame of the ground-truth field,
+    /// which for simulation data is the (normalised) video itself. See
+    /// [`field_supervised_phase1`].
     pub field_supervised: f64,
     pub alpha_min: f64,
     pub alpha_max: f64,
@@ -108,6 +111,14 @@ pub fn bounds_value(a: f64, lo: f64, hi: f64) -> (f64, f64) {
 /// SAFE loss reaches ~1e20 and its derivative would overflow Adam's `f32` second moment
 /// (freezing the estimator); Adam is scale-invariant, so clipping keeps the direction.
 pub const ALPHA_GRAD_CLIP: f64 = 1e6;
+
+/// `w_sup L_sup` in phase 1 and its derivative in `|alpha|`: there the latent is exactly
+/// the normalised field (frozen codec), so `P[t] - U[t+1]` is the SAFE residual of the
+/// field itself and `L_sup` is the video's SAFE loss `lp` (the pixels the operator can
+/// predict on open windows). Added after [`alpha_objective`], before its clip.
+pub fn field_supervised_phase1(lp: safe_physics::loss::LossPoint, w: &LossWeights) -> (f64, f64) {
+    (w.field_supervised * lp.loss, w.field_supervised * lp.d1)
+}
 
 /// The estimator-only objective at `|alpha| = a` for a video whose SAFE loss there is `lp`:
 /// `w_phys L_SAFE + w_bounds L_bounds (+ w_alpha (a - a_true)^2)`, returned as

@@ -17,7 +17,10 @@
 use crate::bands::{band_features, band_log_energies};
 use crate::config::Config;
 use crate::fused::{HostEstimator, HostGrads};
-use crate::loss::{alpha_objective, bounds_loss, bounds_value, mse, safe_loss_masked};
+use crate::loss::{
+    ALPHA_GRAD_CLIP, alpha_objective, bounds_loss, bounds_value, field_supervised_phase1, mse,
+    safe_loss_masked,
+};
 use crate::model::SafePitCm;
 use crate::pooling::{Symmetry, pool_frames};
 use crate::safe_layer::{SafeSpec, safe_propagate};
@@ -227,21 +230,31 @@ impl Plateau {
         }
     }
 
-    /// Record a value; true when `patience` epochs passed without improvement (then resets).
+    /// Record a value; true on the epoch after `patience` epochs without improvement
+    /// (PyTorch's ReduceLROnPlateau: it acts when the bad epochs exceed the patience),
+    /// then resets.
     fn step(&mut self, v: f64, patience: usize) -> bool {
+        self.record(v) > patience && {
+            self.bad = 0;
+            true
+        }
+    }
+
+    /// Early stopping: true once `patience` epochs in a row brought no improvement (the
+    /// paper's patience 5 stops after the fifth bad epoch).
+    fn stop(&mut self, v: f64, patience: usize) -> bool {
+        self.record(v) >= patience.max(1)
+    }
+
+    /// The bad epochs so far, after recording `v`.
+    fn record(&mut self, v: f64) -> usize {
         if v < self.best * (1.0 - 1e-4) {
             self.best = v;
             self.bad = 0;
-            false
         } else {
             self.bad += 1;
-            if self.bad > patience {
-                self.bad = 0;
-                true
-            } else {
-                false
-            }
         }
+        self.bad
     }
 }
 
@@ -515,7 +528,13 @@ fn phase1_epoch(
                 None => v.features_from(&v.log_e),
             };
             let (a, cache) = host.forward(&pooled, feats.as_deref(), v.t);
-            let (l, g) = alpha_objective(v.loss.eval(a as f64), a as f64, &cfg.loss, v.alpha_abs);
+            let lp = v.loss.eval(a as f64);
+            let (mut l, mut g) = alpha_objective(lp, a as f64, &cfg.loss, v.alpha_abs);
+            if cfg.loss.field_supervised > 0.0 {
+                let (ls, gs) = field_supervised_phase1(lp, &cfg.loss);
+                l += ls;
+                g = (g + gs).clamp(-ALPHA_GRAD_CLIP, ALPHA_GRAD_CLIP);
+            }
             total += l;
             n += 1;
             let gr = host.backward(&cache, (g / batch.len() as f64) as f32);
@@ -661,13 +680,22 @@ pub(crate) fn phase2_step(
     } else {
         next
     };
+    let lw = &cfg.loss;
+    // L_sup (paper, after Eq. 12): the propagated latent against the next frame of the
+    // ground-truth field (the normalised video), on the pixels the operator can predict.
+    let l_sup = (lw.field_supervised > 0.0).then(|| {
+        let u_next: Tensor<3> = x.clone().reshape([w, nx, ny]).slice_dim(0, 1..w);
+        safe_loss_masked(pred.clone(), u_next, v.margins).mul_scalar(lw.field_supervised)
+    });
     let l_phys = safe_loss_masked(pred, target, v.margins);
     let vhat = model.decoder.forward(f.clone());
-    let lw = &cfg.loss;
     let mut total = l_phys.mul_scalar(lw.phys)
         + mse(vhat, x.clone()).mul_scalar(lw.recon)
         + mse(f, x).mul_scalar(lw.identity)
         + bounds_loss(a.clone(), lw.alpha_min, lw.alpha_max).mul_scalar(lw.bounds);
+    if let Some(l) = l_sup {
+        total = total + l;
+    }
     if let (Some(t), true) = (v.alpha_abs, lw.alpha_supervised > 0.0) {
         total = total
             + a.sub_scalar(t)
@@ -930,7 +958,7 @@ pub fn train(
             st.best_epoch = Some(epoch);
             best = model.clone();
         }
-        if phase == 2 && st.early.step(val_loss, cfg.train.early_stop_patience) {
+        if phase == 2 && st.early.stop(val_loss, cfg.train.early_stop_patience) {
             st.stopped_early = true;
         }
         let rec = EpochRecord {
@@ -963,6 +991,83 @@ pub fn train(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small periodic five-point video of `t` frames (the paper's operator, exact).
+    fn tiny_video(alpha: f64, t: usize, seed: u64) -> TrainVideo {
+        use rand::Rng;
+        let grid = Grid::new(16, 16, 1.0, 1.0).unwrap();
+        let spec = OperatorSpec::PAPER;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let u0: Vec<f64> = (0..grid.len()).map(|_| rng.random::<f64>()).collect();
+        let f: Vec<f32> = safe_physics::simulate::evolve_exact(&u0, &grid, spec, alpha, 0.25, t)
+            .into_iter()
+            .map(|x| x as f32)
+            .collect();
+        let frames: Vec<&[f32]> = f.chunks_exact(grid.len()).collect();
+        TrainVideo::new("tiny", &frames, grid, 0.25, spec, Some(alpha), 4, 0)
+    }
+
+    #[test]
+    fn the_supervised_field_loss_changes_phase_two() {
+        let v = tiny_video(0.3, 6, 1);
+        let dev = Device::flex().autodiff();
+        let run = |w_sup: f64| -> Vec<f32> {
+            let mut cfg = Config::for_profile(crate::config::Profile::Paper);
+            cfg.loss.field_supervised = w_sup;
+            let mut model = SafePitCm::seeded(&cfg.model, &dev, 7);
+            let mut opt = Optimisers::fresh(&cfg);
+            let mut cache = Phase2Cache::of(&model, &v, model.estimator.pool_size());
+            for _ in 0..3 {
+                phase2_step(
+                    &cfg,
+                    &mut model,
+                    &mut opt,
+                    (5e-3, 1e-3),
+                    &v,
+                    0,
+                    v.t,
+                    &mut cache,
+                    &dev,
+                );
+            }
+            latent_of(&model, &v)
+        };
+        let (plain, sup) = (run(0.0), run(10.0));
+        let diff = plain
+            .iter()
+            .zip(&sup)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm = plain
+            .iter()
+            .map(|&a| (a as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        // Three codec steps apart (Adam at 1e-3): a difference well above float rounding.
+        assert!(
+            diff > 1e-5 * norm,
+            "L_sup left the encoder unchanged ({diff} of {norm})"
+        );
+        // And it is a no-op at weight 0: two plain runs agree exactly.
+        assert_eq!(plain, run(0.0));
+    }
+
+    #[test]
+    fn early_stopping_waits_the_patience_and_the_plateau_one_epoch_more() {
+        let (mut early, mut plateau) = (Plateau::new(), Plateau::new());
+        assert!(!early.stop(1.0, 5) && !plateau.step(1.0, 5));
+        for bad in 1..=5 {
+            assert_eq!(early.stop(2.0, 5), bad == 5, "bad epoch {bad}");
+            assert!(!plateau.step(2.0, 5), "bad epoch {bad}");
+        }
+        assert!(plateau.step(2.0, 5));
+        // An improvement resets the count.
+        let mut e = Plateau::new();
+        for v in [1.0, 2.0, 2.0, 0.5, 2.0, 2.0, 2.0, 2.0] {
+            assert!(!e.stop(v, 5));
+        }
+    }
 
     #[test]
     fn camera_view_is_quantised_and_normalised() {
