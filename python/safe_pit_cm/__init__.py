@@ -156,12 +156,14 @@ def load(
     dx: Optional[float] = None,
     dy: Optional[float] = None,
     dt_save: Optional[float] = None,
+    channels: str = "gray",
 ) -> Video:
     """Load one video as the command line does: a simulation folder (``field.npy`` +
     ``meta.json``), a ``.npy`` array, a multi-page TIFF or a folder of image frames.
-    ``dx``/``dy``/``dt_save`` fill what the metadata lack. Raises if the path holds several
-    videos (see :func:`load_all`)."""
-    return _native.load(str(path), dx, dy, dt_save)
+    ``dx``/``dy``/``dt_save`` fill what the metadata lack. ``channels="separate"`` reads
+    colour frames as a 3-channel field (red, green, blue sharing alpha) instead of refusing
+    them. Raises if the path holds several videos (see :func:`load_all`)."""
+    return _native.load(str(path), dx, dy, dt_save, channels)
 
 
 def load_all(
@@ -170,10 +172,11 @@ def load_all(
     dx: Optional[float] = None,
     dy: Optional[float] = None,
     dt_save: Optional[float] = None,
+    channels: str = "gray",
 ) -> Tuple[List[Video], List[Tuple[str, str]], List[str]]:
     """Every video under ``path``: ``(videos, errors, warnings)``, where ``errors`` holds
     ``(path, message)`` for inputs that failed to load (the rest still load)."""
-    return _native.load_all(str(path), dx, dy, dt_save)
+    return _native.load_all(str(path), dx, dy, dt_save, channels)
 
 
 def _as_video(frames_or_video: Any, dx, dy, dt_save) -> Video:

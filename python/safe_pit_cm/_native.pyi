@@ -48,12 +48,14 @@ def load(
     dx: Optional[float] = None,
     dy: Optional[float] = None,
     dt_save: Optional[float] = None,
+    channels: str = "gray",
 ) -> Video: ...
 def load_all(
     path: str,
     dx: Optional[float] = None,
     dy: Optional[float] = None,
     dt_save: Optional[float] = None,
+    channels: str = "gray",
 ) -> Tuple[List[Video], List[Tuple[str, str]], List[str]]: ...
 def fit(video: Video, options: Dict[str, Any]) -> str: ...
 def zero_shot(

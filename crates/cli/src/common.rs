@@ -30,6 +30,10 @@ pub struct InputArgs {
     /// one joint estimate (channels that may be different materials).
     #[arg(long)]
     pub per_channel: bool,
+    /// Colour image frames: gray (one intensity; colour frames are refused) or separate
+    /// (red, green and blue are three channels of one field that share alpha).
+    #[arg(long, default_value = "gray", value_name = "gray|separate")]
+    pub channels: safe_data::images::ChannelMode,
 }
 
 pub fn parse_process(s: &str) -> Result<Process, String> {
@@ -43,6 +47,7 @@ impl InputArgs {
             dy: self.dy,
             dt_save: self.dt_save,
             process: None,
+            channels: self.channels,
         }
     }
 }

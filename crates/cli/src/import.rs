@@ -49,6 +49,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         dy: a.dy,
         dt_save: a.dt_save,
         process: a.process,
+        ..Default::default()
     };
     let v = Video::load_images(&a.source, &ov).map_err(|e| anyhow!("{e}"))?;
     for w in &v.warnings {

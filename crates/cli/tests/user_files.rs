@@ -410,7 +410,7 @@ fn a_vector_field_is_one_video_and_per_channel_gives_each_channel() {
     let (t, n) = (f.shape[0], f.shape[1]);
     let len = n * n;
     // Channels: the field, its transpose (dx = dy) and its negative plus an offset; each
-    // evolves by the same operator with the same alpha.
+    // evolves by the same operator with the same alpha, the third adds no information.
     let mut data = Vec::with_capacity(3 * f.data.len());
     for k in 0..t {
         let fr = &f.data[k * len..(k + 1) * len];
@@ -439,7 +439,16 @@ fn a_vector_field_is_one_video_and_per_channel_gives_each_channel() {
         (sims[0]["alpha_hat"].as_f64().unwrap() - truth).abs() < 1e-6,
         "{joint}"
     );
-    assert_eq!(sims[0]["channels"].as_array().unwrap().len(), 3, "{joint}");
+    // The negative repeats channel 0: it is counted once, and the user is told.
+    assert_eq!(sims[0]["channels"].as_array().unwrap().len(), 2, "{joint}");
+    assert!(
+        sims[0]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("channel 2 repeats channel 0")),
+        "{joint}"
+    );
     let (o, per) = results(&["fit", s(&vec_dir), "--per-channel"], &json);
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = per["sims"].as_array().unwrap();
@@ -468,5 +477,54 @@ fn a_vector_field_is_one_video_and_per_channel_gives_each_channel() {
     let o = run(&["fit", s(&vec_dir)]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("[T, C, Nx, Ny]"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Issue 15: colour frames whose red, green and blue are three fields sharing alpha are
+/// refused by default and read as a 3-channel field with `--channels separate`.
+#[test]
+fn colour_frames_as_channels_when_asked() {
+    let d = tmpdir("rgbchannels");
+    generate(&d.join("g"), 1, 32, 6);
+    let f = read_npy(&d.join("g/sim_000/field.npy")).unwrap();
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("g/sim_000/meta.json")).unwrap())
+            .unwrap();
+    let truth = truth["alpha"].as_f64().unwrap();
+    let (t, n) = (f.shape[0], f.shape[1]);
+    let len = n * n;
+    let q = quantise(&f.data, 65535.0);
+    let frames = d.join("rgb");
+    std::fs::create_dir_all(&frames).unwrap();
+    for k in 0..t {
+        let fr = &q[k * len..(k + 1) * len];
+        // Red: the field; green: its transpose; blue: it mirrored (dx = dy, periodic).
+        let px: Vec<u16> = (0..len)
+            .flat_map(|p| {
+                let (i, j) = (p / n, p % n);
+                [fr[p], fr[j * n + i], fr[i * n + (n - 1 - j)]]
+            })
+            .collect();
+        image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_raw(n as u32, n as u32, px)
+            .unwrap()
+            .save(frames.join(format!("frame_{k:03}.png")))
+            .unwrap();
+    }
+    std::fs::write(frames.join("meta.json"), META).unwrap();
+    let o = run(&["fit", s(&frames)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--channels separate"), "{}", stderr(&o));
+    let json = d.join("r.json");
+    let (o, r) = results(
+        &["fit", s(&frames), "--channels", "separate", "--n-sub", "50"],
+        &json,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sim = &r["sims"][0];
+    assert_eq!(sim["channels"].as_array().unwrap().len(), 3, "{r}");
+    assert!(
+        (sim["alpha_hat"].as_f64().unwrap() - truth).abs() < 1e-4,
+        "{r}"
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }

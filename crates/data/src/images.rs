@@ -7,16 +7,38 @@
 //! refused: a colour map is not the field's intensity. Alpha channels are dropped. Image
 //! rows are axis 1 (spacing `dx`), columns axis 2 (spacing `dy`), as numpy reads an image.
 //! A frame of another size or bit depth than the rest of its sequence is skipped with a
-//! warning.
+//! warning. With [`ChannelMode::Separate`] (the user's `--channels separate`) colour frames
+//! are read as a 3-channel field `[T, 3, rows, cols]` instead (paper 2.1, channel-wise).
 
 use crate::error::{DataError, ErrorKind};
 use std::path::{Path, PathBuf};
 
+/// How colour frames are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChannelMode {
+    /// One intensity: gray stored as RGB reads as gray, colour frames are refused.
+    #[default]
+    Gray,
+    /// Red, green and blue are three channels of one field (all sharing alpha).
+    Separate,
+}
+
+impl std::str::FromStr for ChannelMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "gray" | "grey" => Ok(ChannelMode::Gray),
+            "separate" => Ok(ChannelMode::Separate),
+            _ => Err(format!("'{s}' is not a channel mode: use gray or separate")),
+        }
+    }
+}
+
 /// Decoded frames of one sequence.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageStack {
-    /// `[T, rows, cols]`.
-    pub shape: [usize; 3],
+    /// `[T, rows, cols]`, or `[T, 3, rows, cols]` for colour read as channels.
+    pub shape: Vec<usize>,
     pub frames: Vec<f32>,
     pub warnings: Vec<String>,
 }
@@ -101,6 +123,8 @@ struct Page {
     values: Vec<f32>,
     depth: &'static str,
     colour_spread: f32,
+    /// Red, green and blue planes `[3, rows, cols]` of a page with colour samples.
+    rgb: Option<Vec<f32>>,
 }
 
 /// Colour channels differing by more than this share of the frame's range on more than
@@ -110,10 +134,10 @@ const COLOUR_PIXELS: f64 = 0.01;
 
 /// Gray values of interleaved samples, and the share of pixels whose colour channels differ
 /// by more than [`COLOUR_SPREAD`] of the range (a colour map), for 3+ channels.
-fn to_gray(samples: Vec<f32>, channels: usize) -> (Vec<f32>, f32) {
+fn to_gray(samples: Vec<f32>, channels: usize) -> (Vec<f32>, f32, Option<Vec<f32>>) {
     match channels {
-        1 => (samples, 0.0),
-        2 => (samples.chunks_exact(2).map(|c| c[0]).collect(), 0.0),
+        1 => (samples, 0.0, None),
+        2 => (samples.chunks_exact(2).map(|c| c[0]).collect(), 0.0, None),
         _ => {
             let (lo, hi) = samples
                 .iter()
@@ -132,7 +156,10 @@ fn to_gray(samples: Vec<f32>, channels: usize) -> (Vec<f32>, f32) {
                 })
                 .collect();
             let share = coloured as f32 / gray.len().max(1) as f32;
-            (gray, share)
+            let rgb = (0..3)
+                .flat_map(|c| samples.chunks_exact(channels).map(move |px| px[c]))
+                .collect();
+            (gray, share, Some(rgb))
         }
     }
 }
@@ -161,13 +188,14 @@ fn read_png(path: &Path) -> Result<Page, String> {
         D::ImageRgba32F(b) => (b.as_raw().clone(), 4, "float"),
         other => (other.to_luma32f().into_raw(), 1, "float"),
     };
-    let (values, colour_spread) = to_gray(values, channels);
+    let (values, colour_spread, rgb) = to_gray(values, channels);
     Ok(Page {
         rows,
         cols,
         values,
         depth,
         colour_spread,
+        rgb,
     })
 }
 
@@ -232,13 +260,14 @@ fn read_tiff_pages(path: &Path) -> Result<Vec<Page>, String> {
                 values.len()
             ));
         }
-        let (values, colour_spread) = to_gray(values, channels);
+        let (values, colour_spread, rgb) = to_gray(values, channels);
         pages.push(Page {
             rows,
             cols,
             values,
             depth,
             colour_spread,
+            rgb,
         });
         if !dec.more_images() {
             break;
@@ -276,8 +305,12 @@ pub fn tiff_page_count(path: &Path) -> Option<usize> {
 /// Read frames from `files` (each a single image or a multi-page TIFF) into a
 /// `[T, rows, cols]` stack; `label` names the video in messages. Frames whose size or sample
 /// type differs from most of the sequence are skipped with a warning; colour frames are an
-/// error.
-pub fn read_frames(files: &[PathBuf], label: &Path) -> Result<ImageStack, DataError> {
+/// error unless `mode` reads them as channels.
+pub fn read_frames(
+    files: &[PathBuf],
+    label: &Path,
+    mode: ChannelMode,
+) -> Result<ImageStack, DataError> {
     if files.is_empty() {
         return Err(DataError::new(
             label,
@@ -287,11 +320,11 @@ pub fn read_frames(files: &[PathBuf], label: &Path) -> Result<ImageStack, DataEr
     let mut pages: Vec<(PathBuf, usize, Page)> = Vec::new();
     for f in files {
         for (k, p) in read_file_pages(f)?.into_iter().enumerate() {
-            if p.colour_spread as f64 > COLOUR_PIXELS {
+            if p.colour_spread as f64 > COLOUR_PIXELS && mode == ChannelMode::Gray {
                 return Err(DataError::new(
                     f,
                     ErrorKind::Image(format!(
-                        "colour frame: its red, green and blue channels differ on {:.0}% of the pixels (a false-colour map or a colour camera), so its brightness is not the field. Export the raw single-channel intensity (e.g. the measured quantity as 16-bit gray or a float TIFF, or field.npy)",
+                        "colour frame: its red, green and blue channels differ on {:.0}% of the pixels (a false-colour map or a colour camera), so its brightness is not the field. Export the raw single-channel intensity (e.g. the measured quantity as 16-bit gray or a float TIFF, or field.npy), or, if red, green and blue are three fields that share alpha, read them as channels with --channels separate",
                         100.0 * p.colour_spread
                     )),
                 ));
@@ -338,6 +371,27 @@ pub fn read_frames(files: &[PathBuf], label: &Path) -> Result<ImageStack, DataEr
         ));
     }
     let mut warnings = Vec::new();
+    // Colour read as channels only where the frames are colour: gray stored as RGB would
+    // give three copies of one field.
+    let colour = mode == ChannelMode::Separate
+        && pages
+            .iter()
+            .any(|(_, _, p)| p.colour_spread as f64 > COLOUR_PIXELS);
+    if colour {
+        if let Some((f, _, _)) = pages.iter().find(|(_, _, p)| fits(p) && p.rgb.is_none()) {
+            return Err(DataError::new(
+                f,
+                ErrorKind::Image(
+                    "a gray frame in a sequence of colour frames read as channels (--channels separate); all frames must be colour".into(),
+                ),
+            ));
+        }
+    } else if mode == ChannelMode::Separate {
+        warnings.push(format!(
+            "{}: --channels separate, but the frames are gray (their colour channels are equal): read as one channel",
+            label.display()
+        ));
+    }
     let mut frames = Vec::new();
     let mut t = 0;
     for (f, k, p) in pages {
@@ -356,11 +410,18 @@ pub fn read_frames(files: &[PathBuf], label: &Path) -> Result<ImageStack, DataEr
             ));
             continue;
         }
-        frames.extend_from_slice(&p.values);
+        match (&p.rgb, colour) {
+            (Some(rgb), true) => frames.extend_from_slice(rgb),
+            _ => frames.extend_from_slice(&p.values),
+        }
         t += 1;
     }
     Ok(ImageStack {
-        shape: [t, rows, cols],
+        shape: if colour {
+            vec![t, 3, rows, cols]
+        } else {
+            vec![t, rows, cols]
+        },
         frames,
         warnings,
     })
@@ -373,7 +434,7 @@ pub fn read_image_stack(source: &Path) -> Result<ImageStack, DataError> {
     } else {
         vec![source.to_path_buf()]
     };
-    read_frames(&files, source)
+    read_frames(&files, source, ChannelMode::Gray)
 }
 
 #[cfg(test)]

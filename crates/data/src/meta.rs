@@ -17,6 +17,9 @@ pub struct MetaOverrides {
     pub dy: Option<f64>,
     pub dt_save: Option<f64>,
     pub process: Option<Process>,
+    /// How colour image frames are read (not metadata, but a reading option every loader
+    /// takes with it).
+    pub channels: crate::images::ChannelMode,
 }
 
 /// Validated metadata of one video.

@@ -168,7 +168,7 @@ impl Video {
             }
             Source::Stack(p) => {
                 let meta = meta_beside(p, p.parent().unwrap_or(Path::new(".")), ov)?;
-                let stack = crate::images::read_frames(std::slice::from_ref(p), p)?;
+                let stack = crate::images::read_frames(std::slice::from_ref(p), p, ov.channels)?;
                 let mut v = Video::from_parts(p, p, &stack.shape, stack.frames, meta)?;
                 v.warnings = stack.warnings;
                 Ok(v)
@@ -176,7 +176,7 @@ impl Video {
             Source::Frames(f) => {
                 let label = source.path();
                 let meta = meta_beside(&f.dir.join("meta.json"), &f.dir, ov)?;
-                let stack = read_frames(&f.files, &label)?;
+                let stack = read_frames(&f.files, &label, ov.channels)?;
                 let mut v = Video::from_parts(&label, &label, &stack.shape, stack.frames, meta)?;
                 v.warnings = stack.warnings;
                 Ok(v)

@@ -24,13 +24,61 @@ pub fn channelwise(
     if v.n_channels() == 1 {
         return estimate(v);
     }
-    let per: Vec<SimResult> = v
-        .split_channels()
+    let channels = v.split_channels();
+    // A channel that repeats another (up to scale and offset: gray stored as RGB, a
+    // negative) carries no new information; counting it twice would shrink the error bar.
+    let mut keep: Vec<usize> = Vec::new();
+    let mut notes = Vec::new();
+    for c in 0..channels.len() {
+        match keep
+            .iter()
+            .map(|&k| (k, change_correlation(&channels[k], &channels[c])))
+            .find(|(_, r)| r.abs() > DUPLICATE_CORRELATION)
+        {
+            Some((k, r)) => notes.push(format!(
+                "channel {c} repeats channel {k} (correlation of their frame-to-frame changes {r:.5}): counted once"
+            )),
+            None => keep.push(c),
+        }
+    }
+    if keep.len() == 1 {
+        let mut r = estimate(&channels[0])?;
+        r.path = v.source.display().to_string();
+        r.warnings.extend(notes);
+        return Ok(r);
+    }
+    let per: Vec<SimResult> = keep
         .iter()
-        .enumerate()
-        .map(|(c, ch)| estimate(ch).map_err(|e| format!("channel {c}: {e}")))
+        .map(|&c| estimate(&channels[c]).map_err(|e| format!("channel {c}: {e}")))
         .collect::<Result<_, _>>()?;
-    join(v, per)
+    let mut r = join(v, per)?;
+    r.warnings.extend(notes);
+    Ok(r)
+}
+
+/// Channels whose frame-to-frame changes correlate above this are one field.
+const DUPLICATE_CORRELATION: f64 = 0.999;
+
+/// Correlation of two single-channel videos' frame-to-frame changes (scale and offset free).
+fn change_correlation(a: &Video, b: &Video) -> f64 {
+    let n = a.frame_len();
+    let (mut sab, mut saa, mut sbb) = (0.0f64, 0.0f64, 0.0f64);
+    for t in 0..a.n_frames - 1 {
+        let (a0, a1) = (a.frame(t), a.frame(t + 1));
+        let (b0, b1) = (b.frame(t), b.frame(t + 1));
+        for i in 0..n {
+            let da = (a1[i] - a0[i]) as f64;
+            let db = (b1[i] - b0[i]) as f64;
+            sab += da * db;
+            saa += da * da;
+            sbb += db * db;
+        }
+    }
+    if saa > 0.0 && sbb > 0.0 {
+        sab / (saa * sbb).sqrt()
+    } else {
+        0.0
+    }
 }
 
 /// Join per-channel results of `v` (in channel order).

@@ -143,6 +143,7 @@ fn video_from_array(
         dy,
         dt_save,
         process: None,
+        ..Default::default()
     };
     let src = PathBuf::from(name);
     let meta = safe_data::meta::Meta::parse(Some(&text), &ov)
@@ -155,7 +156,7 @@ fn video_from_array(
 /// sequences), as the command line discovers them; `dx`, `dy`, `dt_save` fill what the
 /// metadata lack. Returns `(videos, errors, warnings)`: one bad input does not stop the rest.
 #[pyfunction]
-#[pyo3(signature = (path, dx=None, dy=None, dt_save=None))]
+#[pyo3(signature = (path, dx=None, dy=None, dt_save=None, channels="gray"))]
 #[allow(clippy::type_complexity)]
 fn load_all(
     py: Python<'_>,
@@ -163,12 +164,14 @@ fn load_all(
     dx: Option<f64>,
     dy: Option<f64>,
     dt_save: Option<f64>,
+    channels: &str,
 ) -> PyResult<(Vec<PyVideo>, Vec<(String, String)>, Vec<String>)> {
     let ov = MetaOverrides {
         dx,
         dy,
         dt_save,
         process: None,
+        channels: channels.parse().map_err(PyValueError::new_err)?,
     };
     let (videos, errors, warnings) = py.detach(|| {
         let d = safe_data::discover(std::slice::from_ref(&path));
@@ -195,13 +198,14 @@ fn load_all(
 
 /// One video from `path`: an error unless the path holds exactly one.
 #[pyfunction]
-#[pyo3(signature = (path, dx=None, dy=None, dt_save=None))]
+#[pyo3(signature = (path, dx=None, dy=None, dt_save=None, channels="gray"))]
 fn load(
     py: Python<'_>,
     path: PathBuf,
     dx: Option<f64>,
     dy: Option<f64>,
     dt_save: Option<f64>,
+    channels: &str,
 ) -> PyResult<PyVideo> {
     if !path.exists() {
         return Err(PyOSError::new_err(format!(
@@ -214,6 +218,7 @@ fn load(
         dy,
         dt_save,
         process: None,
+        channels: channels.parse().map_err(PyValueError::new_err)?,
     };
     let d = safe_data::discover(std::slice::from_ref(&path));
     match d.sources.as_slice() {
