@@ -1,5 +1,6 @@
 //! `safe-pit-cm`: the command-line program, a thin shell over the workspace crates.
 
+mod bench;
 mod common;
 mod estimate;
 mod generate;
@@ -10,6 +11,24 @@ mod training;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+
+// burn's CPU kernels allocate and free large buffers every step; glibc's malloc returns them
+// to the system and faults them back in (measured: 38 s of system time in a 19 s codec
+// step). mimalloc, told never to hand memory back, keeps them (README Benchmarks).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc v2's option numbers (its `mimalloc.h`; the Rust binding names only some).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+fn keep_freed_memory() {
+    // SAFETY: plain option setters of the allocator, called before any other thread exists.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 1);
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -43,9 +62,12 @@ enum Command {
     Infer(training::InferArgs),
     /// The classical baseline: a weak-form (WSINDy-style) estimate, for comparison.
     WeakForm(estimate::WeakFormArgs),
+    /// Time a kernel on this machine and print JSON (`bench codec`: a phase-2 step's codec).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Reproduce(a) => reproduce::run(a),
@@ -57,6 +79,7 @@ fn main() -> ExitCode {
         Command::Train(a) => training::run_train(a),
         Command::Infer(a) => training::run_infer(a),
         Command::WeakForm(a) => estimate::run_weak_form(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -281,3 +281,21 @@ fn gamma_auto_undoes_a_camera_curve() {
     assert!(text(&o).1.contains("invalid gamma"), "{:?}", text(&o));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn bench_codec_prints_its_timings_as_json() {
+    let o = run(&[
+        "bench", "codec", "--frames", "3", "--size", "16", "--runs", "3",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("JSON on stdout");
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3);
+    let mut r: Vec<f64> = runs.iter().map(|x| x.as_f64().unwrap()).collect();
+    r.sort_by(f64::total_cmp);
+    assert_eq!(v["median_s"].as_f64().unwrap(), r[1]);
+    assert!(r[0] > 0.0);
+    let o = run(&["bench", "codec", "--runs", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}

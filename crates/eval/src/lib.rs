@@ -2,6 +2,7 @@
 //! (later) the paper-reproduction report.
 
 pub mod api;
+pub mod bench;
 pub mod channels;
 pub mod explain;
 pub mod fitting;
