@@ -73,7 +73,7 @@ pub struct OperatorArgs {
     /// direction the data support; meta.json's 'process' is checked against it).
     #[arg(long, default_value = "auto")]
     pub process: Choice<Process>,
-    /// Frame strides of the SAFE loss, e.g. 1,2,4,8 (default: 1, plus longer strides when
+    /// Frame strides of the SAFE loss, e.g. 1,2,4,8,16 (default: 1, plus longer strides when
     /// noise is a visible share of the frame-to-frame change).
     #[arg(long, value_delimiter = ',')]
     pub strides: Option<Vec<usize>>,

@@ -338,7 +338,7 @@ fn trained_row(
 pub const NOISE_LEVELS: [f64; 4] = [0.005, 0.01, 0.02, 0.05];
 
 /// Bumped whenever an estimator's results change, so `reproduce` recomputes cached stages.
-pub const ALGORITHM_VERSION: u32 = 6;
+pub const ALGORITHM_VERSION: u32 = 7;
 
 /// One way of estimating alpha for a video.
 type Estimate<'a> = Box<dyn Fn(&Video) -> std::result::Result<SimResult, String> + Sync + 'a>;

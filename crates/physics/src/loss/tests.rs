@@ -535,7 +535,7 @@ fn repeating_rounding_noise_keeps_stride_one_and_white_noise_adds_strides() {
     let e = run(&white);
     assert_eq!(
         e.prepared.strides,
-        vec![1, 2, 4, 8],
+        vec![1, 2, 4, 8, 16],
         "{:?}",
         e.prepared.decisions
     );
