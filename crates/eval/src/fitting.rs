@@ -133,12 +133,8 @@ impl EstimateSettings {
     }
 }
 
-/// Decide the operator, direction, strides and noise model for a video; returns the frames
-/// used (recorded order) with the decisions.
-pub fn prepare_video<'a>(
-    video: &'a Video,
-    s: &EstimateSettings,
-) -> Result<(Vec<&'a [f32]>, Prepared), String> {
+/// Every `frame_step`-th frame, or why they are too few for the SAFE loss.
+fn stepped_frames<'a>(video: &'a Video, s: &EstimateSettings) -> Result<Vec<&'a [f32]>, String> {
     let frames = video.frames_stepped(s.frame_step);
     if frames.len() < 2 {
         return Err(format!(
@@ -148,6 +144,16 @@ pub fn prepare_video<'a>(
             video.n_frames
         ));
     }
+    Ok(frames)
+}
+
+/// Decide the operator, direction, strides and noise model for a video; returns the frames
+/// used (recorded order) with the decisions.
+pub fn prepare_video<'a>(
+    video: &'a Video,
+    s: &EstimateSettings,
+) -> Result<(Vec<&'a [f32]>, Prepared), String> {
+    let frames = stepped_frames(video, s)?;
     let p = prepare(
         &frames,
         &video.grid,
@@ -214,15 +220,7 @@ pub fn estimate_row(
 /// Fit one video; `Err` is a user-facing sentence (the caller adds the path).
 pub fn fit_video(video: &Video, s: &EstimateSettings) -> Result<SimResult, String> {
     let t0 = std::time::Instant::now();
-    let frames = video.frames_stepped(s.frame_step);
-    if frames.len() < 2 {
-        return Err(format!(
-            "only {} frame(s) remain with --frame-step {} ({} frames); the SAFE loss needs 2",
-            frames.len(),
-            s.frame_step,
-            video.n_frames
-        ));
-    }
+    let frames = stepped_frames(video, s)?;
     let e = estimate(
         &frames,
         &video.grid,

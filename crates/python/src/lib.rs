@@ -166,13 +166,7 @@ fn load_all(
     dt_save: Option<f64>,
     channels: &str,
 ) -> PyResult<(Vec<PyVideo>, Vec<(String, String)>, Vec<String>)> {
-    let ov = MetaOverrides {
-        dx,
-        dy,
-        dt_save,
-        process: None,
-        channels: channels.parse().map_err(PyValueError::new_err)?,
-    };
+    let ov = overrides(dx, dy, dt_save, channels)?;
     let (videos, errors, warnings) = py.detach(|| {
         let d = safe_data::discover(std::slice::from_ref(&path));
         let mut videos = Vec::new();
@@ -196,6 +190,22 @@ fn load_all(
     ))
 }
 
+/// What the caller knows that the files may not say, and how to read colour frames.
+fn overrides(
+    dx: Option<f64>,
+    dy: Option<f64>,
+    dt_save: Option<f64>,
+    channels: &str,
+) -> PyResult<MetaOverrides> {
+    Ok(MetaOverrides {
+        dx,
+        dy,
+        dt_save,
+        process: None,
+        channels: channels.parse().map_err(PyValueError::new_err)?,
+    })
+}
+
 /// One video from `path`: an error unless the path holds exactly one.
 #[pyfunction]
 #[pyo3(signature = (path, dx=None, dy=None, dt_save=None, channels="gray"))]
@@ -213,13 +223,7 @@ fn load(
             path.display()
         )));
     }
-    let ov = MetaOverrides {
-        dx,
-        dy,
-        dt_save,
-        process: None,
-        channels: channels.parse().map_err(PyValueError::new_err)?,
-    };
+    let ov = overrides(dx, dy, dt_save, channels)?;
     let d = safe_data::discover(std::slice::from_ref(&path));
     match d.sources.as_slice() {
         [Ok(s)] => py
