@@ -14,23 +14,15 @@ the keys of the command line's JSON records, plus ``error``.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 from typing import Any, Dict, Iterable, List, Optional
 
-from . import _native
+from . import _native, _options
 
-_OPTION_KEYS = (
-    "process",
-    "n_sub",
-    "boundary",
-    "laplacian",
-    "noise",
-    "gamma",
-    "strides",
-    "frame_step",
-    "alpha_range",
-)
+# The estimating options, as `safe_pit_cm._options` names them (one list, not two).
+_OPTION_KEYS = tuple(inspect.signature(_options).parameters)
 
 
 @functools.lru_cache(maxsize=4)
@@ -55,8 +47,6 @@ def run_path(
 ) -> List[Dict[str, Any]]:
     """Every video under ``path`` by ``method``, as result rows (never raises for a bad
     video: its row carries ``error``). This is the task each Dask worker runs."""
-    from . import _options
-
     o = _options(**(options or {}))
     rows: List[Dict[str, Any]] = []
     try:

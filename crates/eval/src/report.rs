@@ -244,8 +244,16 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
         (None, Some(-0.33)),
     ];
     let mut rows: Vec<(String, &ModeResult, PaperCells)> = vec![
-        ("trained + 50 TTT steps (ours)".into(), &o.ttt, paper_ttt),
-        ("trained, amortised (ours)".into(), &o.amortised, none),
+        (
+            "trained + 50 TTT steps (ours)".into(),
+            &o.trained.ttt,
+            paper_ttt,
+        ),
+        (
+            "trained, amortised (ours)".into(),
+            &o.trained.amortised,
+            none,
+        ),
     ];
     for v in &o.variants {
         rows.push((format!("{} + 50 TTT steps", v.label), &v.ttt, paper_ttt));
@@ -584,12 +592,12 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
     scatter(
         &figs.join("fig3a_trained_ttt"),
         "Fig. 3a: trained (sims 0-35, 36-39 validate) + 50 TTT steps, 20 test sims",
-        &o.ttt,
+        &o.trained.ttt,
     )?;
     scatter(
         &figs.join("fig3a_trained_amortised"),
         "Trained (sims 0-35, 36-39 validate), amortised (one forward pass)",
-        &o.amortised,
+        &o.trained.amortised,
     )?;
     scatter(
         &figs.join("fig3b_zero_shot"),
@@ -699,7 +707,7 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
     }
 
     // Training.
-    let tc = &o.train_config;
+    let tc = &o.trained.config;
     writeln!(r, "## Trained mode: what ran\n")?;
     writeln!(
         r,
@@ -708,13 +716,20 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
          phase 2 {}, automatic learning rate. Configuration: `stages/train/model/config.toml`; curves: `stages/train/model/history.csv` and `training_curves.png`.\n",
         tc.profile,
         tc.train.epochs,
-        o.train_epochs,
-        if o.stopped_early { " (early stop)" } else { "" },
+        o.trained.epochs,
+        if o.trained.stopped_early {
+            " (early stop)"
+        } else {
+            ""
+        },
         tc.phase1_epochs(),
         tc.train.phase2_window,
         tc.model.bands,
-        o.best_epoch.map(|e| e.to_string()).unwrap_or("-".into()),
-        o.train_seconds,
+        o.trained
+            .best_epoch
+            .map(|e| e.to_string())
+            .unwrap_or("-".into()),
+        o.trained.seconds,
         tc.ttt.steps,
         if tc.ttt.phase2 { "on" } else { "off" }
     )?;
@@ -730,19 +745,7 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
         )?;
         writeln!(r, "|---|---|---|---|---|---|---|---|---|---|---|")?;
         let mut vt = Vec::new();
-        let ours = crate::reproduce::TrainedRow {
-            label: "ours".into(),
-            config: o.train_config.clone(),
-            model_dir: PathBuf::new(),
-            fingerprint: json!(null),
-            seconds: o.train_seconds,
-            epochs: o.train_epochs,
-            best_epoch: o.best_epoch,
-            stopped_early: o.stopped_early,
-            amortised: o.amortised.clone(),
-            ttt: o.ttt.clone(),
-        };
-        for v in std::iter::once(&ours).chain(&o.variants) {
+        for v in std::iter::once(&o.trained).chain(&o.variants) {
             let c = &v.config;
             let row = vec![
                 v.label.clone(),
@@ -800,11 +803,11 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
         "zero_shot_frame_step": o.zs_step.iter().map(|(k, m)| json!({"frame_step": k, "all": m.all, "diffusion": m.diffusion, "mobility": m.mobility})).collect::<Vec<_>>(),
         "fit_nsub": o.fit_nsub.iter().map(|(n, m)| json!({"n_sub": n, "all": m.all})).collect::<Vec<_>>(),
         "fit_frame_step": o.fit_step.iter().map(|(k, m)| json!({"frame_step": k, "all": m.all})).collect::<Vec<_>>(),
-        "trained_amortised": {"all": o.amortised.all, "diffusion": o.amortised.diffusion, "mobility": o.amortised.mobility},
-        "trained_ttt50": {"all": o.ttt.all, "diffusion": o.ttt.diffusion, "mobility": o.ttt.mobility},
+        "trained_amortised": {"all": o.trained.amortised.all, "diffusion": o.trained.amortised.diffusion, "mobility": o.trained.amortised.mobility},
+        "trained_ttt50": {"all": o.trained.ttt.all, "diffusion": o.trained.ttt.diffusion, "mobility": o.trained.ttt.mobility},
         "trained_variants": o.variants.iter().map(|v| json!({"model": v.label, "bands": v.config.model.bands, "augment": v.config.train.augment,
             "epochs": v.epochs, "seconds": v.seconds, "amortised": v.amortised.all, "ttt50": {"all": v.ttt.all, "diffusion": v.ttt.diffusion, "mobility": v.ttt.mobility}})).collect::<Vec<_>>(),
-        "train_seconds": o.train_seconds,
+        "train_seconds": o.trained.seconds,
         "stage_seconds": o.stage_seconds,
     });
     write_json_atomic(&tables.join("results.json"), &all, true)?;

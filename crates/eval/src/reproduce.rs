@@ -198,16 +198,11 @@ pub struct Outcome {
     pub fit_step: Vec<(usize, ModeResult)>,
     pub zs_nsub: Vec<(u32, ModeResult)>,
     pub zs_step: Vec<(usize, ModeResult)>,
-    pub amortised: ModeResult,
-    pub ttt: ModeResult,
+    /// Our trained model (the one the robustness and real-video sections refine).
+    pub trained: TrainedRow,
     /// Other trained models on the same split: the paper's estimator and training, and it
     /// with band features (what each departure buys).
     pub variants: Vec<TrainedRow>,
-    pub train_config: Config,
-    pub train_seconds: f64,
-    pub train_epochs: usize,
-    pub best_epoch: Option<usize>,
-    pub stopped_early: bool,
     pub explain: Vec<(String, PathBuf)>,
     /// (condition, mode, results) of the robustness study.
     pub robust: Vec<(String, String, ModeResult)>,
@@ -552,13 +547,6 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
             root, stage, label, &c, &data, &data_fp, &test, log,
         )?);
     }
-    let (amortised, ttt) = (main.amortised.clone(), main.ttt.clone());
-    let (train_seconds, epochs, best_epoch, stopped) = (
-        main.seconds,
-        main.epochs,
-        main.best_epoch,
-        main.stopped_early,
-    );
     timed("training and inference", t0);
 
     // 6. Beyond the paper: noise, 8-bit quantisation, a gamma intensity map.
@@ -666,14 +654,8 @@ pub fn reproduce(s: &ReproSettings, log: &(dyn Fn(&str) + Sync)) -> Result<PathB
         fit_step,
         zs_nsub,
         zs_step,
-        amortised,
-        ttt,
+        trained: main,
         variants,
-        train_config: cfg,
-        train_seconds,
-        train_epochs: epochs,
-        best_epoch,
-        stopped_early: stopped,
         explain,
         robust,
         real,
