@@ -337,7 +337,11 @@ class Model:
         self._m = native
 
     @classmethod
-    def load(cls, path: Union[str, "os.PathLike[str]"]) -> "Model":
+    def load(cls, path: Union[str, "os.PathLike[str]", None] = None) -> "Model":
+        """A model folder written by ``train`` (or its ``model.bpk``); no path: the shipped
+        pretrained model, which serves any grid, frame interval and intensity scale."""
+        if path is None:
+            return cls(_native.Model.builtin())
         return cls(_native.Model.load(str(path)))
 
     @property

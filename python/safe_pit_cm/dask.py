@@ -26,9 +26,9 @@ _OPTION_KEYS = tuple(inspect.signature(_options).parameters)
 
 
 @functools.lru_cache(maxsize=4)
-def _model(path: str) -> "_native.Model":
-    # Loaded once per worker process, not once per video.
-    return _native.Model.load(path)
+def _model(path: Optional[str]) -> "_native.Model":
+    # Loaded once per worker process, not once per video; None: the shipped model.
+    return _native.Model.builtin() if path is None else _native.Model.load(path)
 
 
 def run_path(
@@ -62,9 +62,7 @@ def run_path(
             elif method == "zero-shot":
                 rec = _native.zero_shot(v, o, steps, lr, seed, polish)
             elif method == "infer":
-                if model is None:
-                    raise ValueError("method 'infer' needs model=PATH")
-                rec = _model(str(model)).infer(v, ttt_steps, o)
+                rec = _model(None if model is None else str(model)).infer(v, ttt_steps, o)
             else:
                 raise ValueError(
                     f"unknown method '{method}' (fit, zero-shot or infer)"
@@ -100,7 +98,8 @@ def fit_many(
 
     ``client``: a ``dask.distributed.Client``; None uses the current default client if
     there is one, else runs serially in this process. ``method``: ``"fit"``,
-    ``"zero-shot"`` or ``"infer"`` (with ``model``, a path every worker can read).
+    ``"zero-shot"`` or ``"infer"`` (with ``model``, a path every worker can read; none: the
+    shipped pretrained model).
     ``options``: as for :func:`safe_pit_cm.fit` (``n_sub="inf"``, ``boundary=...``).
     """
     import pandas as pd
@@ -110,8 +109,6 @@ def fit_many(
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     if method not in ("fit", "zero-shot", "infer"):
         raise ValueError(f"unknown method '{method}' (fit, zero-shot or infer)")
-    if method == "infer" and model is None:
-        raise ValueError("method 'infer' needs model=PATH")
     paths = [os.fspath(p) for p in paths]
     kw = dict(
         method=method,

@@ -164,3 +164,13 @@ def test_help_and_types_are_there():
 
     files = {p.name for p in r.files("safe_pit_cm").iterdir()}
     assert "_native.pyi" in files and "py.typed" in files
+
+
+def test_the_builtin_model_infers_out_of_the_box(dataset):
+    # No training, no path: the shipped model, the same numbers as the CLI's `infer`.
+    m = spc.Model.load()
+    v = spc.load(dataset / "sim_002")
+    est = m.infer(v)
+    assert est.alpha < 0 and est.stderr > 0
+    refined = m.infer(v, ttt_steps=50)
+    assert abs(refined.alpha - refined.alpha_true) < 1e-3 * abs(refined.alpha_true)

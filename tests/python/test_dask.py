@@ -45,7 +45,7 @@ def test_fit_many_on_two_workers_equals_serial(dataset, tmp_path):
 
 
 def test_fit_many_refuses_what_it_cannot_do():
-    with pytest.raises(ValueError, match="needs model"):
-        fit_many(["x"], method="infer")
+    with pytest.raises(ValueError, match="unknown method"):
+        fit_many(["x"], method="guess")
     with pytest.raises(TypeError, match="unknown option"):
         fit_many(["x"], bondary="open")

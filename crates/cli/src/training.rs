@@ -11,8 +11,9 @@ use std::process::ExitCode;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Dataset folder made by `generate` (with manifest.json).
-    #[arg(long, required_unless_present = "print_config")]
+    /// Dataset folder made by `generate` (with manifest.json). Not used by the universal
+    /// profile, which draws its own videos.
+    #[arg(long)]
     data: Option<PathBuf>,
     /// Model folder (created): model.bpk, config.toml, history.csv, checkpoints.
     #[arg(long, required_unless_present = "print_config")]
@@ -23,9 +24,13 @@ pub struct TrainArgs {
     /// Default configuration to start from when no --config is given: cpu (our model: band
     /// features, augmentation, 6-frame phase-2 windows; minutes) or paper (the paper's
     /// estimator and training exactly: no band features, no augmentation, whole videos;
-    /// hours on a CPU).
-    #[arg(long, value_parser = ["cpu", "paper"], default_value = "cpu")]
+    /// hours on a CPU) or universal (the shipped pretrained model: a unit-free estimator
+    /// trained on --videos videos drawn from a broad synthetic distribution; no --data).
+    #[arg(long, value_parser = ["cpu", "paper", "universal"], default_value = "cpu")]
     profile: String,
+    /// Universal profile: training videos to draw (validation: a tenth as many more).
+    #[arg(long, default_value_t = 2000)]
+    videos: usize,
     /// paper: the paper's Fig. 3 split (train sims 0-35, validate 36-39); balanced: both signs.
     #[arg(long, value_parser = ["paper", "balanced"], default_value = "paper")]
     split: String,
@@ -64,10 +69,10 @@ fn resolve_config(a: &TrainArgs) -> Result<Config> {
                 .with_context(|| format!("{}: cannot read", p.display()))?;
             Config::from_toml(&t).map_err(|e| anyhow!("{}: {e}", p.display()))?
         }
-        (None, None) => Config::for_profile(if a.profile == "paper" {
-            Profile::Paper
-        } else {
-            Profile::Cpu
+        (None, None) => Config::for_profile(match a.profile.as_str() {
+            "paper" => Profile::Paper,
+            "universal" => Profile::Universal,
+            _ => Profile::Cpu,
         }),
     };
     if let Some(e) = a.epochs {
@@ -118,9 +123,18 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
         print!("{}", cfg.to_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    let (Some(data), Some(out)) = (&a.data, &a.out) else {
-        anyhow::bail!("--data and --out are required");
+    let universal = cfg.profile == Profile::Universal;
+    let Some(out) = &a.out else {
+        anyhow::bail!("--out is required");
     };
+    match (&a.data, universal) {
+        (None, false) => anyhow::bail!("--data is required (a dataset made by `generate`)"),
+        (Some(d), true) => anyhow::bail!(
+            "the universal profile draws its own training videos; drop --data {}",
+            d.display()
+        ),
+        _ => {}
+    }
     let start = match (a.resume, a.overwrite) {
         (true, _) => RunStart::Resume,
         (_, true) => RunStart::Overwrite,
@@ -134,7 +148,7 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
         p1: cfg.phase1_epochs(),
         total: cfg.train.epochs,
     };
-    let outcome = train_on(data, &a.split, out, &cfg, start, &mut |p| match p {
+    let mut on_progress = |p: Progress| match p {
         Progress::Epoch {
             epoch: e,
             phase: ph,
@@ -166,7 +180,35 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
                 )
             });
         }
-    })?;
+    };
+    let outcome = match &a.data {
+        Some(data) => train_on(data, &a.split, out, &cfg, start, &mut on_progress)?,
+        None => {
+            if start == RunStart::Overwrite {
+                safe_model::train::clear_run(out).map_err(|e| anyhow!("{e}"))?;
+            }
+            let n_val = a.videos.div_ceil(10);
+            let draws = progress_bar((a.videos + n_val) as u64 as usize, "draw videos");
+            let tick = || draws.inc(1);
+            let t = std::time::Instant::now();
+            let o = safe_eval::universal::train_universal(
+                &cfg,
+                a.videos,
+                n_val,
+                out,
+                start == RunStart::Resume,
+                &tick,
+                &mut on_progress,
+            );
+            draws.finish_and_clear();
+            eprintln!(
+                "(drawing and preparing {} videos took part of {:.0} s)",
+                a.videos + n_val,
+                t.elapsed().as_secs_f64()
+            );
+            o?
+        }
+    };
     bar.finish_and_clear();
     let st = &outcome.state;
     let model = out.join("model.bpk");
@@ -209,9 +251,10 @@ pub fn run_train(a: TrainArgs) -> Result<ExitCode> {
 
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
-    /// Model folder written by `train`, or its model.bpk.
+    /// Model folder written by `train`, or its model.bpk (default: the shipped pretrained
+    /// model, which serves any grid, frame interval and intensity scale).
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     #[command(flatten)]
     input: InputArgs,
     /// Test-time training steps (0 = one forward pass; the paper uses 50).
@@ -227,7 +270,10 @@ pub struct InferArgs {
 
 pub fn run_infer(a: InferArgs) -> Result<ExitCode> {
     a.output.check()?;
-    let m = TrainedModel::load(&a.model)?;
+    let m = match &a.model {
+        Some(p) => TrainedModel::load(p)?,
+        None => TrainedModel::builtin()?,
+    };
     let s = a.operator.settings()?;
     let g = a.intensity.gamma;
     safe_eval::api::check(&s, g).map_err(|e| anyhow!(e))?;
@@ -240,7 +286,13 @@ pub fn run_infer(a: InferArgs) -> Result<ExitCode> {
     } else {
         "test-time training"
     });
-    settings["model"] = serde_json::json!(a.model.display().to_string());
+    settings["model"] = serde_json::json!(
+        a.model
+            .as_ref()
+            .map_or("builtin (universal)".to_string(), |p| p
+                .display()
+                .to_string())
+    );
     settings["ttt_steps"] = serde_json::json!(a.ttt_steps);
     settings["profile"] = serde_json::json!(format!("{:?}", m.config.profile).to_lowercase());
     settings["gamma"] = serde_json::json!(g.to_string());

@@ -14,5 +14,6 @@ pub mod reproduce;
 pub mod results;
 pub mod robustness;
 pub mod training;
+pub mod universal;
 pub mod weak_form;
 pub mod zeroshot;

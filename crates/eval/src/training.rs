@@ -44,8 +44,7 @@ pub fn prepare(cfg: &Config, v: &Video) -> Result<TrainVideo> {
         v.dt_between(1),
         spec,
         v.alpha_true().map(f64::abs),
-        cfg.model.pool,
-        cfg.model.bands,
+        &cfg.model,
     ))
 }
 
@@ -183,7 +182,22 @@ pub struct TrainedModel {
     pub config: Config,
 }
 
+/// The shipped pretrained model (`train --profile universal`; see README "Pretrained
+/// model"), compiled into every binary and the Python extension.
+const UNIVERSAL_WEIGHTS: &[u8] = include_bytes!("../models/universal/model.bpk");
+const UNIVERSAL_CONFIG: &str = include_str!("../models/universal/config.toml");
+
 impl TrainedModel {
+    /// The shipped pretrained model: what `infer` uses without `--model`.
+    pub fn builtin() -> Result<TrainedModel> {
+        let config = Config::from_toml(UNIVERSAL_CONFIG)
+            .map_err(|e| anyhow!("the embedded model's configuration: {e}"))?;
+        let dev = burn::tensor::Device::flex().autodiff();
+        let model = safe_model::train::load_model_bytes(UNIVERSAL_WEIGHTS, &config, &dev)
+            .map_err(|e| anyhow!(e))?;
+        Ok(TrainedModel { model, config })
+    }
+
     /// Load from a model folder written by `train`, or from its `model.bpk` (the path
     /// `train` prints), whose `config.toml` sits beside it.
     pub fn load(path: &Path) -> Result<TrainedModel> {
@@ -233,23 +247,29 @@ pub fn infer_video(
         v.dt_between(s.frame_step),
         prep.spec,
         v.alpha_true().map(f64::abs),
-        m.config.model.pool,
-        m.config.model.bands,
+        &m.config.model,
     );
-    let out = infer(&m.model, &m.config, &tv, ttt_steps);
-    if !out.alpha_abs.is_finite() {
-        return Err("the estimator returned a non-finite |alpha|".into());
-    }
-    let var = tv.norm.std.powi(2);
-    // Judge the video as `fit` would: the SAFE loss's own minimum on the video gives the
-    // misfit, its warnings and the statistical error bar.
-    let e = safe_physics::estimate::fit_prepared(
+    // The fit first: its error bar and misfit judge the answer, and its own SAFE loss (its
+    // strides, noise model and open-window masks) is what Newton test-time steps minimise.
+    let mut e = safe_physics::estimate::fit_prepared(
         &frames,
         &v.grid,
         v.dt_between(s.frame_step),
         &s.options(v),
         prep,
     )?;
+    let fit_loss = e.loss.take();
+    let out = infer(
+        &m.model,
+        &m.config,
+        &tv,
+        ttt_steps,
+        fit_loss.as_ref().map(|l| &*l.0),
+    );
+    if !out.alpha_abs.is_finite() {
+        return Err("the estimator returned a non-finite |alpha|".into());
+    }
+    let var = tv.norm.std.powi(2);
     let best = &e.fit;
     // The model's answer is not the minimum: its distance from it is part of its error
     // (an amortised guess on a video unlike the training set can be far off).

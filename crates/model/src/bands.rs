@@ -21,10 +21,33 @@ pub fn band_log_energies(
     k: usize,
     floor: Option<f64>,
 ) -> (Vec<f32>, f64) {
+    let e = log_energies_in(spectra, &op.mu, &band_edges(op, k), floor);
+    (e.log_e, e.floor)
+}
+
+/// Per-mode log energies of every frame in the bands `edges` of eigenvalue `mu`.
+pub struct BandEnergies {
+    /// `[t][k]`, `ln(mean energy per mode + floor)`.
+    pub log_e: Vec<f32>,
+    /// Modes in each band (with their multiplicities).
+    pub count: Vec<f64>,
+    /// Mode-weighted mean eigenvalue of each band (0 when empty).
+    pub mean_mu: Vec<f64>,
+    /// Energy-weighted mean eigenvalue of each band in the first frame (what sets the
+    /// band's initial decay; 0 when empty or dark).
+    pub energy_mu: Vec<f64>,
+    pub floor: f64,
+}
+
+pub fn log_energies_in(
+    spectra: &VideoSpectra,
+    mu: &[f64],
+    edges: &[f64],
+    floor: Option<f64>,
+) -> BandEnergies {
+    let k = edges.len() - 1;
     let grid = &spectra.grid;
     let b = &spectra.basis;
-    let mu = &op.mu;
-    let edges = band_edges(op, k);
     let nx = grid.nx;
     let sl = b.n_coeffs();
     let norm = b.norm() / grid.len() as f64;
@@ -34,6 +57,8 @@ pub fn band_log_energies(
         .collect();
     let mut power = vec![0f64; spectra.n_frames * k];
     let mut count = vec![0f64; k];
+    let mut mean_mu = vec![0f64; k];
+    let mut energy_mu = vec![0f64; k];
     let mut total = 0.0;
     for t in 0..spectra.n_frames {
         let s = &spectra.coeffs[t * sl..(t + 1) * sl];
@@ -47,17 +72,32 @@ pub fn band_log_energies(
                 power[t * k + b] += p;
                 if t == 0 {
                     count[b] += w;
+                    mean_mu[b] += w * mu[i];
+                    energy_mu[b] += p * mu[i];
                 }
             }
         }
     }
+    for (m, c) in mean_mu.iter_mut().zip(&count) {
+        *m = if *c > 0.0 { *m / c } else { 0.0 };
+    }
+    for (b, m) in energy_mu.iter_mut().enumerate() {
+        let p0 = power[b];
+        *m = if p0 > 0.0 { *m / p0 } else { mean_mu[b] };
+    }
     let floor = floor.unwrap_or(1e-12 * total / (spectra.n_frames as f64 * grid.len() as f64));
-    let out = power
+    let log_e = power
         .iter()
         .enumerate()
         .map(|(i, &p)| ((p / count[i % k].max(1.0)) + floor).ln() as f32)
         .collect();
-    (out, floor)
+    BandEnergies {
+        log_e,
+        count,
+        mean_mu,
+        energy_mu,
+        floor,
+    }
 }
 
 /// `k + 1` log-spaced edges from the smallest non-zero eigenvalue to just above the largest.

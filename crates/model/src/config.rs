@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 pub enum Profile {
     Cpu,
     Paper,
+    /// The shipped pretrained model: unit-free estimator only, trained on a broad synthetic
+    /// distribution by supervision (`safe_eval::universal`).
+    Universal,
 }
 
 /// Two-phase training (paper 2.6, 3.1).
@@ -73,6 +76,12 @@ pub struct TttConfig {
     pub window: usize,
     /// Estimator learning rate; 0 = automatic (see `infer.rs`), cosine-annealed to 0.
     pub lr_estimator: f64,
+    /// Weight of the SAFE loss at test time; 0 = the training loss's weights (see
+    /// `infer::ttt_weights`).
+    pub phys: f64,
+    /// Phase-1 steps as minimum-norm Gauss-Newton steps on the SAFE loss instead of Adam
+    /// (see `infer.rs`); the paper's test-time training is Adam.
+    pub newton: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,6 +127,8 @@ impl Default for TttConfig {
             phase2: true,
             window: 0,
             lr_estimator: 0.0,
+            phys: 0.0,
+            newton: false,
         }
     }
 }
@@ -152,6 +163,27 @@ impl Config {
             c.train.phase1_fraction = 0.5;
             c.ttt.phase2 = false;
         }
+        if p == Profile::Universal {
+            // Rate units (rate.rs): one model for every dx, dt_save, size and intensity.
+            // The codec stays the identity (phase 1 only): amortised inference is one
+            // estimator pass and test-time training refines it on the SAFE loss alone.
+            c.model.bands = 16;
+            c.model.units = crate::model::Units::Rate;
+            // Thousands of drawn videos are kept without their frames: no re-pooling.
+            c.train.augment = false;
+            c.train.epochs = 60;
+            c.train.phase1_fraction = 1.0;
+            c.train.batch_videos = 16;
+            c.train.lr_estimator = 2e-3;
+            c.train.plateau_patience = 4;
+            c.train.n_sub = "inf".into();
+            c.loss.phys = 0.0;
+            c.loss.bounds = 0.0;
+            c.loss.log_alpha_supervised = 1.0;
+            c.ttt.phase2 = false;
+            c.ttt.phys = 1.0;
+            c.ttt.newton = true;
+        }
         c
     }
 
@@ -161,7 +193,12 @@ impl Config {
         let profile = match v.get("profile").and_then(|p| p.as_str()) {
             Some("paper") => Profile::Paper,
             Some("cpu") | None => Profile::Cpu,
-            Some(other) => return Err(format!("unknown profile '{other}' (cpu or paper)")),
+            Some("universal") => Profile::Universal,
+            Some(other) => {
+                return Err(format!(
+                    "unknown profile '{other}' (cpu, paper or universal)"
+                ));
+            }
         };
         // Overlay the file on the profile's defaults, table by table.
         let base =

@@ -79,13 +79,13 @@ fn conv3x3(x: Tensor<3>, conv: &Conv2d, shifts: &Tensor<2>) -> Tensor<3> {
 }
 
 impl Estimator {
-    /// `bands` = number of spectral bands `K` (features `2K` per frame); 0 = the paper's.
+    /// `band_inputs` = band features per frame (`2K` or `3K` for `K` bands); 0 = the paper's.
     pub fn new(
         d_model: usize,
         heads: usize,
         hidden: usize,
         pool_size: usize,
-        bands: usize,
+        band_inputs: usize,
         dev: &Device,
     ) -> Estimator {
         let pad = PaddingConfig2d::Explicit(1, 1, 1, 1);
@@ -103,7 +103,7 @@ impl Estimator {
             norm: LayerNormConfig::new(d_model).init(dev),
             head1: LinearConfig::new(d_model, hidden).init(dev),
             head2: LinearConfig::new(hidden, 1).init(dev),
-            bands: (bands > 0).then(|| LinearConfig::new(2 * bands, d_model).init(dev)),
+            bands: (band_inputs > 0).then(|| LinearConfig::new(band_inputs, d_model).init(dev)),
             shifts: shift_matrix(pool_size, dev),
             pool_size,
             d_model,

@@ -1079,6 +1079,61 @@ impl HostGrads {
         v
     }
 
+    /// Every gradient, in one fixed order.
+    pub fn slices(&self) -> [&[f32]; 20] {
+        [
+            &self.w1,
+            &self.b1,
+            &self.w2,
+            &self.b2,
+            &self.wq,
+            &self.bq,
+            &self.wk,
+            &self.bk,
+            &self.wv,
+            &self.bv,
+            &self.wo,
+            &self.bo,
+            &self.gamma,
+            &self.beta,
+            &self.w3,
+            &self.b3,
+            &self.w4,
+            &self.b4,
+            &self.wb,
+            &self.bb,
+        ]
+    }
+
+    /// Every gradient times `k`.
+    pub fn scaled(mut self, k: f32) -> HostGrads {
+        for v in [
+            &mut self.w1,
+            &mut self.b1,
+            &mut self.w2,
+            &mut self.b2,
+            &mut self.wq,
+            &mut self.bq,
+            &mut self.wk,
+            &mut self.bk,
+            &mut self.wv,
+            &mut self.bv,
+            &mut self.wo,
+            &mut self.bo,
+            &mut self.gamma,
+            &mut self.beta,
+            &mut self.w3,
+            &mut self.b3,
+            &mut self.w4,
+            &mut self.b4,
+            &mut self.wb,
+            &mut self.bb,
+        ] {
+            v.iter_mut().for_each(|x| *x *= k);
+        }
+        self
+    }
+
     /// Elementwise sum (gradients of several videos in one optimiser step).
     pub fn plus(mut self, o: HostGrads) -> HostGrads {
         let pairs = [
@@ -1165,7 +1220,7 @@ mod tests {
         let dev = Device::flex().autodiff();
         let t = 13;
         let (e, pooled, bands) = crate::model::with_burn_rng(&dev, 11, || {
-            let e = Estimator::new(32, 4, 32, 4, 3, &dev);
+            let e = Estimator::new(32, 4, 32, 4, 6, &dev);
             crate::model::initialise(&e);
             let pooled = Tensor::<4>::random([t, 1, 4, 4], Distribution::Normal(0.0, 1.0), &dev);
             let bands = Tensor::<2>::random([t, 6], Distribution::Normal(0.0, 1.0), &dev);

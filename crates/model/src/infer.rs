@@ -40,17 +40,14 @@ fn newton_matched_lr(
     cfg: &Config,
 ) -> f64 {
     let host = HostEstimator::from_module(&model.estimator);
-    let (a, cache) = host.forward(pooled, feats, v.t);
-    let p = loss.eval(a as f64);
-    let (_, g) = alpha_objective(p, a as f64, &cfg.loss, None);
-    let h = cfg.loss.phys * if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
-    // Beyond the von Neumann limit of the sub-steps the loss is a blown-up polynomial and
-    // its Newton step meaningless: aim for the middle of the stable range instead.
-    let stable_max = match v.prep.spec.n_sub {
-        SubSteps::Finite(n) => 2.0 / (v.dt_save / n as f64 * v.operator().lambda_max()),
-        SubSteps::Infinite => f64::INFINITY,
-    };
-    let a = a as f64;
+    let (y, cache) = host.forward(pooled, feats, v.t);
+    let unit = v.alpha_unit();
+    let a = y as f64 * unit;
+    let lw = ttt_weights(cfg);
+    let p = loss.eval(a);
+    let (_, g) = alpha_objective(p, a, &lw, None);
+    let h = lw.phys * if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
+    let stable_max = stable_max(v);
     let delta = if a > stable_max {
         a - 0.5 * stable_max
     } else if h > 0.0 && h.is_finite() {
@@ -59,32 +56,13 @@ fn newton_matched_lr(
         f64::INFINITY
     };
     let grads = host.backward(&cache, 1.0);
-    let s: f64 = [
-        &grads.w1,
-        &grads.b1,
-        &grads.w2,
-        &grads.b2,
-        &grads.wq,
-        &grads.bq,
-        &grads.wk,
-        &grads.bk,
-        &grads.wv,
-        &grads.bv,
-        &grads.wo,
-        &grads.bo,
-        &grads.gamma,
-        &grads.beta,
-        &grads.w3,
-        &grads.b3,
-        &grads.w4,
-        &grads.b4,
-        &grads.wb,
-        &grads.bb,
-    ]
-    .iter()
-    .flat_map(|v| v.iter())
-    .map(|x| x.abs() as f64)
-    .sum();
+    let s: f64 = grads
+        .slices()
+        .iter()
+        .flat_map(|v| v.iter())
+        .map(|x| x.abs() as f64)
+        .sum::<f64>()
+        * unit;
     let lr = if s > 0.0 {
         delta / s
     } else {
@@ -95,6 +73,44 @@ fn newton_matched_lr(
     } else {
         cfg.train.lr_estimator
     }
+}
+
+/// Largest `|alpha|` the operator's sub-steps keep stable (infinite sub-steps: no limit).
+fn stable_max(v: &TrainVideo) -> f64 {
+    match v.prep.spec.n_sub {
+        SubSteps::Finite(n) => 2.0 / (v.dt_save / n as f64 * v.operator().lambda_max()),
+        SubSteps::Infinite => f64::INFINITY,
+    }
+}
+
+/// Where a safeguarded Newton step on the SAFE loss goes from `a`: within a factor 2 of
+/// `a` (far from the minimum the loss is not quadratic), and into the middle of the stable
+/// range when `a` is beyond it (there the loss is a blown-up polynomial).
+fn newton_target(loss: &SafeLoss, a: f64, v: &TrainVideo) -> f64 {
+    let sm = stable_max(v);
+    if a > sm {
+        return 0.5 * sm;
+    }
+    let p = loss.eval(a);
+    let h = if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
+    if !(h > 0.0 && h.is_finite() && p.d1.is_finite()) {
+        return a;
+    }
+    (a - p.d1 / h).clamp(0.5 * a, (2.0 * a).min(sm))
+}
+
+/// The test-time objective: the training loss's, with `ttt.phys` replacing the SAFE
+/// loss's weight when set (a model trained on supervision alone still refines on the
+/// SAFE loss at test time) and no bounds then (they are in physical units).
+pub fn ttt_weights(cfg: &Config) -> crate::loss::LossWeights {
+    let mut w = cfg.loss.clone();
+    if cfg.ttt.phys > 0.0 {
+        w.phys = cfg.ttt.phys;
+        w.bounds = 0.0;
+        w.alpha_supervised = 0.0;
+        w.log_alpha_supervised = 0.0;
+    }
+    w
 }
 
 /// What inference produces for one video.
@@ -111,17 +127,27 @@ pub struct InferOutput {
     pub ttt_steps: usize,
 }
 
-/// Infer `|alpha|` for one prepared video with a copy of `trained`.
-pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize) -> InferOutput {
+/// Infer `|alpha|` for one prepared video with a copy of `trained`. `fit_loss`: the SAFE
+/// loss a fit of the video minimised (any units), which Newton test-time steps minimise
+/// (`ttt.newton`; without it they use the video's own frame-pair loss).
+pub fn infer(
+    trained: &SafePitCm,
+    cfg: &Config,
+    v: &TrainVideo,
+    ttt_steps: usize,
+    fit_loss: Option<&SafeLoss>,
+) -> InferOutput {
     let mut model = trained.clone();
     let p = model.estimator.pool_size();
     let lat = latent_of(&model, v);
     let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
     let mut loss = v.loss_of_latent(&lat);
     let mut feats = v.features_of_latent(&lat);
+    let unit = v.alpha_unit();
     let amortised = HostEstimator::from_module(&model.estimator)
         .forward(&pooled, feats.as_deref(), v.t)
-        .0 as f64;
+        .0 as f64
+        * unit;
     let n1 = if cfg.ttt.phase2 {
         (ttt_steps as f64 * cfg.ttt.phase1_fraction).round() as usize
     } else {
@@ -129,7 +155,7 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
     };
     let n2 = ttt_steps - n1;
     let plain = Device::flex();
-    let lw = &cfg.loss;
+    let lw = &ttt_weights(cfg);
     let adam = AdamConfig::new().with_epsilon(cfg.train.adam_epsilon);
     // Phase 1: estimator only on the frozen latent (the SAFE loss is the curve).
     let mut opt_est = adam.init();
@@ -138,12 +164,43 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
     } else {
         newton_matched_lr(&model, &loss, v, &pooled, feats.as_deref(), cfg)
     };
-    for k in 0..n1 {
+    if cfg.ttt.newton {
+        // Minimum-norm Gauss-Newton steps in parameter space: each moves the output, to
+        // first order, exactly to the safeguarded Newton point of the SAFE loss (the
+        // smallest parameter change that does). Adam's first steps move `|alpha|` by a
+        // fixed amount whatever the distance; these converge like Newton from any start.
+        let mut sgd = burn::optim::SgdConfig::new().init();
+        for _ in 0..n1 {
+            let host = HostEstimator::from_module(&model.estimator);
+            let (y, cache) = host.forward(&pooled, feats.as_deref(), v.t);
+            let a = y as f64 * unit;
+            let target = newton_target(fit_loss.unwrap_or(&loss), a, v);
+            let grads = host.backward(&cache, 1.0);
+            let norm2: f64 = grads
+                .slices()
+                .iter()
+                .flat_map(|g| g.iter())
+                .map(|&x| (x as f64) * (x as f64))
+                .sum();
+            // Converged (to float precision of the output): more steps would not move it.
+            if norm2.is_nan() || norm2 <= 0.0 || (target - a).abs() <= 1e-7 * a {
+                break;
+            }
+            let k = (target - a) / unit / norm2;
+            // SGD with rate 1 subtracts the gradient: hand it -k grad y.
+            let gp = grads
+                .scaled(-k as f32)
+                .into_params(&model.estimator, &plain);
+            model.estimator = sgd.step(1.0, model.estimator, gp);
+        }
+    }
+    for k in 0..if cfg.ttt.newton { 0 } else { n1 } {
         let host = HostEstimator::from_module(&model.estimator);
-        let (a, cache) = host.forward(&pooled, feats.as_deref(), v.t);
-        let (_, g) = alpha_objective(loss.eval(a as f64), a as f64, lw, None);
+        let (y, cache) = host.forward(&pooled, feats.as_deref(), v.t);
+        let a = y as f64 * unit;
+        let (_, g) = alpha_objective(loss.eval(a), a, lw, None);
         let gp = host
-            .backward(&cache, g as f32)
+            .backward(&cache, (g * unit) as f32)
             .into_params(&model.estimator, &plain);
         let lr = lr0 * 0.5 * (1.0 + (std::f64::consts::PI * k as f64 / n1 as f64).cos());
         model.estimator = opt_est.step(lr, model.estimator, gp);
@@ -187,7 +244,8 @@ pub fn infer(trained: &SafePitCm, cfg: &Config, v: &TrainVideo, ttt_steps: usize
     };
     let alpha_abs = HostEstimator::from_module(&model.estimator)
         .forward(&pooled, feats.as_deref(), v.t)
-        .0 as f64;
+        .0 as f64
+        * unit;
     let dec = model.decoder.valid();
     let recon = if dec.is_identity() && lat == v.frames {
         0.0

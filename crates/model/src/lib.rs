@@ -17,5 +17,6 @@ pub mod fused;
 pub mod infer;
 pub mod loss;
 pub mod pooling;
+pub mod rate;
 pub mod train;
 pub mod zero_shot;

@@ -17,6 +17,9 @@ pub struct LossWeights {
     pub bounds: f64,
     /// Optional supervised `(alpha_hat - alpha_true)^2` (needs ground truth).
     pub alpha_supervised: f64,
+    /// Optional supervised `ln(alpha_hat / alpha_true)^2`: the relative error, for
+    /// training sets whose `|alpha|` spans decades (the universal profile).
+    pub log_alpha_supervised: f64,
     /// Optional supervised `L_sup = ||P[t] - U[t+1]||^2` (paper, after Eq. 12) in
     /// training: the propagated latent against the next frame of the ground-truth field,
     /// which for simulation data is the (normalised) video itself. See
@@ -34,6 +37,7 @@ impl Default for LossWeights {
             identity: 1.0,
             bounds: 10.0,
             alpha_supervised: 0.0,
+            log_alpha_supervised: 0.0,
             field_supervised: 0.0,
             alpha_min: 0.05,
             alpha_max: 0.9,
@@ -49,6 +53,7 @@ impl LossWeights {
             self.identity,
             self.bounds,
             self.alpha_supervised,
+            self.log_alpha_supervised,
             self.field_supervised,
         ];
         if w.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
@@ -121,7 +126,8 @@ pub fn field_supervised_phase1(lp: safe_physics::loss::LossPoint, w: &LossWeight
 }
 
 /// The estimator-only objective at `|alpha| = a` for a video whose SAFE loss there is `lp`:
-/// `w_phys L_SAFE + w_bounds L_bounds (+ w_alpha (a - a_true)^2)`, returned as
+/// `w_phys L_SAFE + w_bounds L_bounds (+ w_alpha (a - a_true)^2 + w_log ln(a/a_true)^2)`,
+/// returned as
 /// `(loss, clipped d loss / d a)`.
 pub fn alpha_objective(
     lp: safe_physics::loss::LossPoint,
@@ -137,6 +143,11 @@ pub fn alpha_objective(
     if let (Some(t), true) = (alpha_true, w.alpha_supervised > 0.0) {
         l += w.alpha_supervised * (a - t).powi(2);
         g += w.alpha_supervised * 2.0 * (a - t);
+    }
+    if let (Some(t), true) = (alpha_true, w.log_alpha_supervised > 0.0 && a > 0.0) {
+        let r = (a / t).ln();
+        l += w.log_alpha_supervised * r * r;
+        g += w.log_alpha_supervised * 2.0 * r / a;
     }
     let g = if g.is_nan() {
         0.0

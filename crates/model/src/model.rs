@@ -24,6 +24,29 @@ pub struct ModelConfig {
     /// Spectral bands fed to the estimator beside the pooled frames (0 = the paper's
     /// estimator; see `bands.rs`).
     pub bands: usize,
+    /// What the estimator's output means: `physical` (the paper's: `|alpha|` itself) or
+    /// `rate` (unit-free: a factor on the video's own band-rate prior, `bands.rs`), which
+    /// lets one model serve any grid spacing, frame interval, size and intensity scale.
+    pub units: Units,
+}
+
+/// Units of the estimator's output ([`ModelConfig::units`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Units {
+    #[default]
+    Physical,
+    Rate,
+}
+
+impl Units {
+    /// Band features per band (`rate` adds the band's height over the video's noise floor).
+    pub fn features_per_band(self) -> usize {
+        match self {
+            Units::Physical => 2,
+            Units::Rate => 3,
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -36,6 +59,7 @@ impl Default for ModelConfig {
             head_hidden: 32,
             pool: 4,
             bands: 0,
+            units: Units::Physical,
         }
     }
 }
@@ -84,7 +108,7 @@ impl SafePitCm {
                 cfg.heads,
                 cfg.head_hidden,
                 cfg.pool,
-                cfg.bands,
+                cfg.bands * cfg.units.features_per_band(),
                 dev,
             ),
             decoder: ResidualField::new(cfg.channels, cfg.blocks, dev),

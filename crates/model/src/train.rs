@@ -21,8 +21,9 @@ use crate::loss::{
     ALPHA_GRAD_CLIP, alpha_objective, bounds_loss, bounds_value, field_supervised_phase1, mse,
     safe_loss_masked,
 };
-use crate::model::SafePitCm;
+use crate::model::{ModelConfig, SafePitCm, Units};
 use crate::pooling::{Symmetry, pool_frames};
+use crate::rate::RateInputs;
 use crate::safe_layer::{SafeSpec, safe_propagate};
 use crate::zero_shot::{Normalisation, to_vec};
 use burn::module::Module;
@@ -59,6 +60,8 @@ pub struct TrainVideo {
     pub log_e: Vec<f32>,
     pub band_floor: f64,
     pub bands: usize,
+    /// Unit-free band geometry and prior (`model.units = "rate"`; `None`: physical units).
+    pub rate: Option<RateInputs>,
 }
 
 impl TrainVideo {
@@ -70,9 +73,9 @@ impl TrainVideo {
         dt_save: f64,
         spec: OperatorSpec,
         alpha_abs: Option<f64>,
-        pool: usize,
-        bands: usize,
+        model: &ModelConfig,
     ) -> TrainVideo {
+        let (pool, bands) = (model.pool, model.bands);
         let norm = Normalisation::of(frames);
         let data = norm.apply(frames);
         let refs: Vec<&[f32]> = data.chunks_exact(grid.len()).collect();
@@ -95,10 +98,16 @@ impl TrainVideo {
             }
             SafeLoss::Curve(_) => (0, 0),
         };
-        let (log_e, band_floor) = if bands > 0 {
-            band_log_energies(&spectra, &op, bands, None)
-        } else {
-            (Vec::new(), 0.0)
+        let (log_e, band_floor, rate) = match (bands, model.units) {
+            (0, _) => (Vec::new(), 0.0, None),
+            (k, Units::Physical) => {
+                let (le, f) = band_log_energies(&spectra, &op, k, None);
+                (le, f, None)
+            }
+            (k, Units::Rate) => {
+                let (r, le) = RateInputs::of(&refs, &grid, spec, k, dt_save);
+                (le, 0.0, Some(r))
+            }
         };
         let pooled = pool_frames(
             &data,
@@ -123,12 +132,34 @@ impl TrainVideo {
             log_e,
             band_floor,
             bands,
+            rate,
         }
+    }
+
+    /// `|alpha|` of an estimator output `y`: `y` itself in physical units, `y` times the
+    /// video's prior in rate units (`rate.rs`).
+    pub fn alpha_unit(&self) -> f64 {
+        self.rate.as_ref().map_or(1.0, |r| r.alpha_unit)
     }
 
     /// Band features `[t][2k]` from log energies (`None` without band features).
     pub fn features_from(&self, log_e: &[f32]) -> Option<Vec<f32>> {
-        (self.bands > 0).then(|| band_features(log_e, self.t, self.bands))
+        match &self.rate {
+            Some(r) => Some(r.features(log_e, self.t)),
+            None => (self.bands > 0).then(|| band_features(log_e, self.t, self.bands)),
+        }
+    }
+
+    /// Log band energies `[t][k]` of a latent `[t, nx, ny]` of this video (the video's own
+    /// band geometry and floor).
+    pub fn log_energies_of_latent(&self, lat: &[f32]) -> Vec<f32> {
+        let refs: Vec<&[f32]> = lat.chunks_exact(self.grid.len()).collect();
+        if let Some(r) = &self.rate {
+            return r.log_energies(&refs, &self.grid);
+        }
+        let op = self.operator();
+        let sp = VideoSpectra::compute(&refs, &self.grid, op.basis.boundary_kind());
+        band_log_energies(&sp, &op, self.bands, Some(self.band_floor)).0
     }
 
     /// Band features of a latent `[t, nx, ny]` of this video.
@@ -136,15 +167,7 @@ impl TrainVideo {
         if self.bands == 0 {
             return None;
         }
-        let refs: Vec<&[f32]> = lat.chunks_exact(self.grid.len()).collect();
-        let op = self.operator();
-        let (le, _) = band_log_energies(
-            &VideoSpectra::compute(&refs, &self.grid, op.basis.boundary_kind()),
-            &op,
-            self.bands,
-            Some(self.band_floor),
-        );
-        self.features_from(&le)
+        self.features_from(&self.log_energies_of_latent(lat))
     }
 
     pub fn operator(&self) -> SafeOperator {
@@ -416,6 +439,17 @@ fn save_checkpoint(
     Ok(())
 }
 
+/// Load a model from burnpack bytes (an embedded model) into a fresh model of `cfg`.
+pub fn load_model_bytes(bytes: &[u8], cfg: &Config, dev: &Device) -> Result<SafePitCm, String> {
+    let fresh = crate::model::with_burn_rng(dev, 0, || SafePitCm::new(&cfg.model, dev));
+    let record =
+        burn::store::ModuleRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+            .map_err(|e| format!("cannot read the embedded model: {e}"))?;
+    fresh
+        .try_load_record(record)
+        .map_err(|e| format!("cannot load the embedded model: {e}"))
+}
+
 /// Load a model from a burnpack file into a fresh model of `cfg`, with a clear error for a
 /// corrupt file or one written for another architecture.
 pub fn load_model(path: &Path, cfg: &Config, dev: &Device) -> Result<SafePitCm, TrainError> {
@@ -527,9 +561,11 @@ fn phase1_epoch(
                 Some(c) => v.features_of_latent(c),
                 None => v.features_from(&v.log_e),
             };
-            let (a, cache) = host.forward(&pooled, feats.as_deref(), v.t);
-            let lp = v.loss.eval(a as f64);
-            let (mut l, mut g) = alpha_objective(lp, a as f64, &cfg.loss, v.alpha_abs);
+            let (y, cache) = host.forward(&pooled, feats.as_deref(), v.t);
+            let unit = v.alpha_unit();
+            let a = y as f64 * unit;
+            let lp = v.loss.eval(a);
+            let (mut l, mut g) = alpha_objective(lp, a, &cfg.loss, v.alpha_abs);
             if cfg.loss.field_supervised > 0.0 {
                 let (ls, gs) = field_supervised_phase1(lp, &cfg.loss);
                 l += ls;
@@ -537,7 +573,7 @@ fn phase1_epoch(
             }
             total += l;
             n += 1;
-            let gr = host.backward(&cache, (g / batch.len() as f64) as f32);
+            let gr = host.backward(&cache, (g * unit / batch.len() as f64) as f32);
             acc = Some(match acc {
                 None => gr,
                 Some(x) => x.plus(gr),
@@ -568,15 +604,7 @@ impl Phase2Cache {
         let lat = latent_of(model, v);
         let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
         let log_e = if v.bands > 0 {
-            let refs: Vec<&[f32]> = lat.chunks_exact(v.grid.len()).collect();
-            let op = v.operator();
-            band_log_energies(
-                &VideoSpectra::compute(&refs, &v.grid, op.basis.boundary_kind()),
-                &op,
-                v.bands,
-                Some(v.band_floor),
-            )
-            .0
+            v.log_energies_of_latent(&lat)
         } else {
             Vec::new()
         };
@@ -622,18 +650,12 @@ pub(crate) fn phase2_step(
     // Band features of the fresh window (detached: a constant input), the rest cached.
     let bands = if v.bands > 0 {
         let fw = to_vec(f.clone().inner());
-        let refs: Vec<&[f32]> = fw.chunks_exact(n).collect();
-        let op = v.operator();
-        let (le, _) = band_log_energies(
-            &VideoSpectra::compute(&refs, &v.grid, op.basis.boundary_kind()),
-            &op,
-            v.bands,
-            Some(v.band_floor),
-        );
+        let le = v.log_energies_of_latent(&fw);
         cache.log_e[start * v.bands..(start + w) * v.bands].copy_from_slice(&le);
-        let feats = band_features(&cache.log_e, v.t, v.bands);
+        let feats = v.features_from(&cache.log_e).unwrap_or_default();
+        let width = feats.len() / v.t;
         Some(Tensor::<2>::from_data(
-            TensorData::new(feats, [v.t, 2 * v.bands]),
+            TensorData::new(feats, [v.t, width]),
             dev,
         ))
     } else {
@@ -663,7 +685,10 @@ pub(crate) fn phase2_step(
         }
         Tensor::cat(parts, 0)
     };
-    let a = model.estimator.forward_pooled(pooled_all, bands, 1, v.t);
+    let a = model
+        .estimator
+        .forward_pooled(pooled_all, bands, 1, v.t)
+        .mul_scalar(v.alpha_unit());
     let f3: Tensor<3> = f.clone().reshape([w, nx, ny]);
     let spec = spec_of(cfg, v);
     let pred = safe_propagate(
@@ -785,13 +810,13 @@ pub fn validate(cfg: &Config, model: &SafePitCm, val: &[TrainVideo]) -> (f64, f6
     for v in val {
         let (a, l_safe, extra) = if identity {
             let (a, _) = host.forward(&v.pooled, v.features_from(&v.log_e).as_deref(), v.t);
-            let a = a as f64;
+            let a = a as f64 * v.alpha_unit();
             (a, v.loss.eval(a).loss, 0.0)
         } else {
             let lat = latent_of(model, v);
             let pooled = pool_frames(&lat, v.t, v.grid.nx, v.grid.ny, p, &Symmetry::IDENTITY);
             let (a, _) = host.forward(&pooled, v.features_of_latent(&lat).as_deref(), v.t);
-            let a = a as f64;
+            let a = a as f64 * v.alpha_unit();
             let loss = v.loss_of_latent(&lat);
             let dec = model.decoder.valid();
             let x = Tensor::<4>::from_data(
@@ -816,6 +841,13 @@ pub fn validate(cfg: &Config, model: &SafePitCm, val: &[TrainVideo]) -> (f64, f6
         };
         let (b, _) = bounds_value(a, lw.alpha_min, lw.alpha_max);
         loss += lw.phys * l_safe + lw.bounds * b + extra;
+        // The supervised terms count too (a model trained on them alone is judged by them).
+        if let Some(t) = v.alpha_abs {
+            loss += lw.alpha_supervised * (a - t).powi(2);
+            if lw.log_alpha_supervised > 0.0 && a > 0.0 {
+                loss += lw.log_alpha_supervised * (a / t).ln().powi(2);
+            }
+        }
         safe += l_safe;
         if let Some(t) = v.alpha_abs {
             err += (a - t).abs();
@@ -1004,7 +1036,15 @@ mod tests {
             .map(|x| x as f32)
             .collect();
         let frames: Vec<&[f32]> = f.chunks_exact(grid.len()).collect();
-        TrainVideo::new("tiny", &frames, grid, 0.25, spec, Some(alpha), 4, 0)
+        TrainVideo::new(
+            "tiny",
+            &frames,
+            grid,
+            0.25,
+            spec,
+            Some(alpha),
+            &ModelConfig::default(),
+        )
     }
 
     #[test]

@@ -125,6 +125,19 @@ pub struct Estimate {
     /// The error bar's share from the noise variance's uncertainty.
     pub noise_term: f64,
     pub warnings: Vec<String>,
+    /// The SAFE loss the fit minimised (its strides, noise model and masks), for callers
+    /// that refine another estimate on exactly the same objective.
+    pub loss: Option<FitLoss>,
+}
+
+/// The loss a fit minimised, shared (it can be large) and opaque in debug output.
+#[derive(Clone)]
+pub struct FitLoss(pub std::sync::Arc<SafeLoss>);
+
+impl std::fmt::Debug for FitLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FitLoss(..)")
+    }
 }
 
 impl Estimate {
@@ -874,7 +887,10 @@ fn estimate_prepared<T: Copy + Into<f64> + Sync>(
         let loss = SafeLoss::Window(Box::new(w));
         let e = finish(frames, grid, dt_save, opts, prep, &loss, fit);
         stages.mark("finish");
-        return e;
+        return e.map(|e| Estimate {
+            loss: Some(FitLoss(std::sync::Arc::new(loss))),
+            ..e
+        });
     }
     let canon = canonical(frames, prep.process);
     let mut loss = match prep.curve.take() {
@@ -896,7 +912,10 @@ fn estimate_prepared<T: Copy + Into<f64> + Sync>(
     stages.mark("fit");
     let e = finish(frames, grid, dt_save, opts, prep, &loss, fit);
     stages.mark("finish");
-    e
+    e.map(|e| Estimate {
+        loss: Some(FitLoss(std::sync::Arc::new(loss))),
+        ..e
+    })
 }
 
 /// Judge a fit: bounds, misfit against the noise floor and its likely causes, the error bar.
@@ -971,6 +990,7 @@ pub fn finish<T: Copy + Into<f64> + Sync>(
         unexplained,
         noise_term,
         warnings,
+        loss: None,
     })
 }
 

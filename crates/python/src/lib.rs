@@ -396,6 +396,16 @@ impl PyModel {
             Err(e) => Err(PyValueError::new_err(format!("{e:#}"))),
         }
     }
+    /// The shipped pretrained model.
+    #[staticmethod]
+    fn builtin(py: Python<'_>) -> PyResult<PyModel> {
+        let m = py.detach(safe_eval::training::TrainedModel::builtin);
+        m.map(|inner| PyModel {
+            inner,
+            path: PathBuf::from("<builtin universal model>"),
+        })
+        .map_err(|e| PyValueError::new_err(format!("{e:#}")))
+    }
     /// `infer` of one video; returns the result record as JSON.
     fn infer(
         &self,
