@@ -737,6 +737,8 @@ fn real_videos(
         ..Default::default()
     };
     let wf = crate::weak_form::WeakForm::default();
+    // The shipped pretrained model beside the one trained here on the paper's data.
+    let pretrained = TrainedModel::builtin()?;
     let mut out = Vec::new();
     for (si, (name, gs)) in real_video_scenarios(profile).into_iter().enumerate() {
         log(&format!("real videos: {name}"));
@@ -765,6 +767,16 @@ fn real_videos(
             (
                 "trained + 50 TTT",
                 Box::new(|v: &Video| infer_video(trained, v, 50, &settings).map(|(r, _)| r)),
+                false,
+            ),
+            (
+                "pretrained, amortised",
+                Box::new(|v: &Video| infer_video(&pretrained, v, 0, &settings).map(|(r, _)| r)),
+                false,
+            ),
+            (
+                "pretrained + 50 TTT",
+                Box::new(|v: &Video| infer_video(&pretrained, v, 50, &settings).map(|(r, _)| r)),
                 false,
             ),
             (
