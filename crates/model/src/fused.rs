@@ -1105,9 +1105,9 @@ impl HostGrads {
         ]
     }
 
-    /// Every gradient times `k`.
-    pub fn scaled(mut self, k: f32) -> HostGrads {
-        for v in [
+    /// Every gradient, mutable, in the order of [`Self::slices`].
+    fn slices_mut(&mut self) -> [&mut Vec<f32>; 20] {
+        [
             &mut self.w1,
             &mut self.b1,
             &mut self.w2,
@@ -1128,7 +1128,12 @@ impl HostGrads {
             &mut self.b4,
             &mut self.wb,
             &mut self.bb,
-        ] {
+        ]
+    }
+
+    /// Every gradient times `k`.
+    pub fn scaled(mut self, k: f32) -> HostGrads {
+        for v in self.slices_mut() {
             v.iter_mut().for_each(|x| *x *= k);
         }
         self
@@ -1136,29 +1141,7 @@ impl HostGrads {
 
     /// Elementwise sum (gradients of several videos in one optimiser step).
     pub fn plus(mut self, o: HostGrads) -> HostGrads {
-        let pairs = [
-            (&mut self.w1, &o.w1),
-            (&mut self.b1, &o.b1),
-            (&mut self.w2, &o.w2),
-            (&mut self.b2, &o.b2),
-            (&mut self.wq, &o.wq),
-            (&mut self.bq, &o.bq),
-            (&mut self.wk, &o.wk),
-            (&mut self.bk, &o.bk),
-            (&mut self.wv, &o.wv),
-            (&mut self.bv, &o.bv),
-            (&mut self.wo, &o.wo),
-            (&mut self.bo, &o.bo),
-            (&mut self.gamma, &o.gamma),
-            (&mut self.beta, &o.beta),
-            (&mut self.w3, &o.w3),
-            (&mut self.b3, &o.b3),
-            (&mut self.w4, &o.w4),
-            (&mut self.b4, &o.b4),
-            (&mut self.wb, &o.wb),
-            (&mut self.bb, &o.bb),
-        ];
-        for (a, b) in pairs {
+        for (a, b) in self.slices_mut().into_iter().zip(o.slices()) {
             for (x, y) in a.iter_mut().zip(b) {
                 *x += y;
             }
