@@ -33,8 +33,8 @@ pub struct BandEnergies {
     pub count: Vec<f64>,
     /// Mode-weighted mean eigenvalue of each band (0 when empty).
     pub mean_mu: Vec<f64>,
-    /// Energy-weighted mean eigenvalue of each band in the first frame (what sets the
-    /// band's initial decay; 0 when empty or dark).
+    /// Energy-weighted mean eigenvalue of each band in each frame, `[t][k]`: the band's
+    /// instantaneous decay rate over `2 |alpha|` (the band mean when a band is dark).
     pub energy_mu: Vec<f64>,
     pub floor: f64,
 }
@@ -58,7 +58,7 @@ pub fn log_energies_in(
     let mut power = vec![0f64; spectra.n_frames * k];
     let mut count = vec![0f64; k];
     let mut mean_mu = vec![0f64; k];
-    let mut energy_mu = vec![0f64; k];
+    let mut energy_mu = vec![0f64; spectra.n_frames * k];
     let mut total = 0.0;
     for t in 0..spectra.n_frames {
         let s = &spectra.coeffs[t * sl..(t + 1) * sl];
@@ -70,10 +70,10 @@ pub fn log_energies_in(
             }
             if let Some(b) = band_of[i] {
                 power[t * k + b] += p;
+                energy_mu[t * k + b] += p * mu[i];
                 if t == 0 {
                     count[b] += w;
                     mean_mu[b] += w * mu[i];
-                    energy_mu[b] += p * mu[i];
                 }
             }
         }
@@ -81,9 +81,12 @@ pub fn log_energies_in(
     for (m, c) in mean_mu.iter_mut().zip(&count) {
         *m = if *c > 0.0 { *m / c } else { 0.0 };
     }
-    for (b, m) in energy_mu.iter_mut().enumerate() {
-        let p0 = power[b];
-        *m = if p0 > 0.0 { *m / p0 } else { mean_mu[b] };
+    for (i, m) in energy_mu.iter_mut().enumerate() {
+        *m = if power[i] > 0.0 {
+            *m / power[i]
+        } else {
+            mean_mu[i % k]
+        };
     }
     let floor = floor.unwrap_or(1e-12 * total / (spectra.n_frames as f64 * grid.len() as f64));
     let log_e = power
