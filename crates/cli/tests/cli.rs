@@ -299,3 +299,30 @@ fn bench_codec_prints_its_timings_as_json() {
     let o = run(&["bench", "codec", "--runs", "0"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn infer_without_a_model_uses_the_shipped_one_and_says_so() {
+    let dir = tmpdir("builtin");
+    let data = dir.join("data");
+    assert!(small_dataset(&data, "5").status.success());
+    let out = dir.join("r.json");
+    let o = run(&[
+        "infer",
+        data.join("sim_000").to_str().unwrap(),
+        "--ttt-steps",
+        "50",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(r["settings"]["model"], "builtin (universal)");
+    let s = &r["sims"][0];
+    let (a, t) = (
+        s["alpha_hat"].as_f64().unwrap(),
+        s["alpha_true"].as_f64().unwrap(),
+    );
+    // 50 Newton test-time steps reach the SAFE loss's minimum, which is the truth here.
+    assert!((a - t).abs() < 1e-3 * t.abs(), "{a} vs {t}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -10,7 +10,8 @@ fn main() {
     let s = safe_eval::fitting::EstimateSettings::default();
     let (mut ep, mut em, mut n) = (0.0, 0.0, 0);
     for p in std::env::args().skip(1) {
-        let v = match safe_data::Video::load_sim_dir(std::path::Path::new(&p), &Default::default()) {
+        let v = match safe_data::Video::load_sim_dir(std::path::Path::new(&p), &Default::default())
+        {
             Ok(v) => v,
             Err(e) => {
                 eprintln!("{p}: {e}");
@@ -34,5 +35,9 @@ fn main() {
         em += (a - truth).abs();
         n += 1;
     }
-    println!("MAE prior {:.3e} model {:.3e} (n = {n})", ep / n as f64, em / n as f64);
+    println!(
+        "MAE prior {:.3e} model {:.3e} (n = {n})",
+        ep / n as f64,
+        em / n as f64
+    );
 }

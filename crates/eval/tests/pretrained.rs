@@ -88,7 +88,7 @@ fn units_intensity_and_orientation_do_not_move_the_amortised_estimate() {
             "{name}: intensity: {a4} vs {a}"
         );
         // Transposed (x and y swapped with their spacings): the band inputs are the same,
-        // the pooled frames are transposed.
+        // and the estimator averages over the pooled frames' flips and transpositions.
         let n = nx * ny;
         let tr: Vec<f32> = (0..t * n)
             .map(|k| {

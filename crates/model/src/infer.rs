@@ -75,6 +75,88 @@ fn newton_matched_lr(
     }
 }
 
+/// The pooled `p x p` maps `[t][p*p]` under the eight symmetries of the square (flips and
+/// transposition). Pooling commutes with them, so these are the pooled frames of the
+/// flipped and transposed video.
+fn d4_views(pooled: &[f32], p: usize) -> Vec<Vec<f32>> {
+    let pp = p * p;
+    (0..8)
+        .map(|s| {
+            let (fx, fy, tr) = (s & 1 == 1, s & 2 == 2, s & 4 == 4);
+            let mut out = vec![0f32; pooled.len()];
+            for (o, m) in out.chunks_exact_mut(pp).zip(pooled.chunks_exact(pp)) {
+                for i in 0..p {
+                    for j in 0..p {
+                        let (a, b) = if tr { (j, i) } else { (i, j) };
+                        let a = if fx { p - 1 - a } else { a };
+                        let b = if fy { p - 1 - b } else { b };
+                        o[i * p + j] = m[a * p + b];
+                    }
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+/// The estimator's output on a video, and its gradient on demand. Unit-free models
+/// average it over [`d4_views`] of the pooled frames, so that their answer does not
+/// depend on the video's orientation (the band inputs already do not); the paper's
+/// estimator sees the frames as they are.
+struct Views<'a> {
+    host: HostEstimator,
+    views: Vec<Vec<f32>>,
+    feats: Option<&'a [f32]>,
+    t: usize,
+}
+
+impl<'a> Views<'a> {
+    fn new(
+        model: &SafePitCm,
+        cfg: &Config,
+        pooled: &[f32],
+        feats: Option<&'a [f32]>,
+        t: usize,
+    ) -> Self {
+        let views = if cfg.model.units == crate::model::Units::Rate {
+            d4_views(pooled, model.estimator.pool_size())
+        } else {
+            vec![pooled.to_vec()]
+        };
+        Views {
+            host: HostEstimator::from_module(&model.estimator),
+            views,
+            feats,
+            t,
+        }
+    }
+
+    fn value(&self) -> f64 {
+        self.views
+            .iter()
+            .map(|v| self.host.forward(v, self.feats, self.t).0 as f64)
+            .sum::<f64>()
+            / self.views.len() as f64
+    }
+
+    /// The output and the gradients of `scale` times it.
+    fn with_grads(&self, scale: f64) -> (f64, crate::fused::HostGrads) {
+        let n = self.views.len() as f64;
+        let mut y = 0.0;
+        let mut acc: Option<crate::fused::HostGrads> = None;
+        for v in &self.views {
+            let (yi, cache) = self.host.forward(v, self.feats, self.t);
+            y += yi as f64 / n;
+            let g = self.host.backward(&cache, (scale / n) as f32);
+            acc = Some(match acc {
+                None => g,
+                Some(a) => a.plus(g),
+            });
+        }
+        (y, acc.expect("at least one view"))
+    }
+}
+
 /// Largest `|alpha|` the operator's sub-steps keep stable (infinite sub-steps: no limit).
 fn stable_max(v: &TrainVideo) -> f64 {
     match v.prep.spec.n_sub {
@@ -144,10 +226,7 @@ pub fn infer(
     let mut loss = v.loss_of_latent(&lat);
     let mut feats = v.features_of_latent(&lat);
     let unit = v.alpha_unit();
-    let amortised = HostEstimator::from_module(&model.estimator)
-        .forward(&pooled, feats.as_deref(), v.t)
-        .0 as f64
-        * unit;
+    let amortised = Views::new(&model, cfg, &pooled, feats.as_deref(), v.t).value() * unit;
     let n1 = if cfg.ttt.phase2 {
         (ttt_steps as f64 * cfg.ttt.phase1_fraction).round() as usize
     } else {
@@ -171,11 +250,10 @@ pub fn infer(
         // fixed amount whatever the distance; these converge like Newton from any start.
         let mut sgd = burn::optim::SgdConfig::new().init();
         for _ in 0..n1 {
-            let host = HostEstimator::from_module(&model.estimator);
-            let (y, cache) = host.forward(&pooled, feats.as_deref(), v.t);
-            let a = y as f64 * unit;
+            let (y, grads) =
+                Views::new(&model, cfg, &pooled, feats.as_deref(), v.t).with_grads(1.0);
+            let a = y * unit;
             let target = newton_target(fit_loss.unwrap_or(&loss), a, v);
-            let grads = host.backward(&cache, 1.0);
             let norm2: f64 = grads
                 .slices()
                 .iter()
@@ -242,10 +320,7 @@ pub fn infer(
     } else {
         (lat, pooled)
     };
-    let alpha_abs = HostEstimator::from_module(&model.estimator)
-        .forward(&pooled, feats.as_deref(), v.t)
-        .0 as f64
-        * unit;
+    let alpha_abs = Views::new(&model, cfg, &pooled, feats.as_deref(), v.t).value() * unit;
     let dec = model.decoder.valid();
     let recon = if dec.is_identity() && lat == v.frames {
         0.0
