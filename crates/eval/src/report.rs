@@ -869,7 +869,7 @@ fn real_videos_section(r: &mut String, o: &Outcome, tables: &Path) -> Result<()>
          and an open window through a 12-bit camera (`--camera`: 1.2-pixel blur, black level 100, shot noise at 10000 electrons, read noise 3 ADU). \
          Half diffusion, half time-reversed mobility. Every method runs with a user's defaults and `--n-sub inf` (the physics is continuous in time): \
          boundary, discretisation and direction are decided from the data. 'trained + 50 TTT' is the paper-protocol model above, \
-         refined on each video under the operator `fit` decides. 'pretrained' is the shipped model (`infer` without `--model`;          trained by `train --profile universal` on drawn videos, none of these): one forward pass, and 50 Newton test-time steps on the fit's own SAFE loss. The weak form (`safe-pit-cm weak-form`) is the classical baseline: \
+         refined on each video under the operator `fit` decides. 'pretrained' is the shipped model (`infer` without `--model`; trained by `train --profile universal` on drawn videos, none of these): one forward pass, and 50 Newton test-time steps on the fit's own SAFE loss. The weak form (`safe-pit-cm weak-form`) is the classical baseline: \
          WSINDy-style test functions, no boundary assumed. Coverage is the share of videos within two reported standard errors.\n"
     )?;
     writeln!(
