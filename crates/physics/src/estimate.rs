@@ -205,6 +205,11 @@ pub const PRECISION_FLOOR: f64 = 1e-5;
 
 /// Misfit (raw loss over the noise floor) above which a warning names likely causes.
 pub const MISFIT_WARN: f64 = 10.0;
+
+/// Misfit below which the measured noise is more than the operator leaves: a right noise
+/// model cannot exceed the residual it is part of, so its correction (and the error bar
+/// built on it) is not to be trusted.
+pub const MISFIT_LOW: f64 = 0.2;
 /// A direction is clear when the other explains the change this many times worse.
 pub const DIRECTION_RATIO: f64 = 4.0;
 /// Edge residual over interior residual above which a periodic or sealed model is rejected.
@@ -957,6 +962,11 @@ pub fn finish<T: Copy + Into<f64> + Sync>(
             unexplained,
             misfit.min(1e12),
             causes.join("; ")
+        ));
+    }
+    if misfit < MISFIT_LOW && fit.safe_loss > 100.0 * floor_rounding {
+        warnings.push(format!(
+            "the SAFE loss is {misfit:.1e} of what the measured noise alone would leave: the noise estimate is too high (structure at the grid scale that the video does not smooth away, or noise correlated between frames), so the noise correction, this estimate and its error bar cannot be trusted; compare with --noise 0, or use a video with more change between frames"
         ));
     }
     // The sandwich sees noise and misfit that varies between scales or places; below it
