@@ -229,6 +229,28 @@ impl TrainedModel {
     }
 }
 
+/// What the model sees of a video prepared by [`prepare_video`]: its frames in the smoothing
+/// direction under the decided operator. Training the universal model goes through here too,
+/// so that it trains on exactly what inference will show it.
+pub fn model_input(
+    model: &safe_model::ModelConfig,
+    v: &Video,
+    s: &EstimateSettings,
+    frames: &[&[f32]],
+    prep: &safe_physics::estimate::Prepared,
+) -> TrainVideo {
+    let canon = safe_physics::estimate::canonical(frames, prep.process);
+    TrainVideo::new(
+        &v.source.display().to_string(),
+        &canon,
+        v.grid,
+        v.dt_between(s.frame_step),
+        prep.spec,
+        v.alpha_true().map(f64::abs),
+        model,
+    )
+}
+
 /// Infer one video with a trained model; `Err` is a user-facing sentence. The operator and
 /// direction are decided as `fit` decides them (`s`).
 pub fn infer_video(
@@ -239,16 +261,7 @@ pub fn infer_video(
 ) -> std::result::Result<(SimResult, InferOutput), String> {
     let t0 = std::time::Instant::now();
     let (frames, prep) = prepare_video(v, s)?;
-    let canon = safe_physics::estimate::canonical(&frames, prep.process);
-    let tv = TrainVideo::new(
-        &v.source.display().to_string(),
-        &canon,
-        v.grid,
-        v.dt_between(s.frame_step),
-        prep.spec,
-        v.alpha_true().map(f64::abs),
-        &m.config.model,
-    );
+    let tv = model_input(&m.config.model, v, s, &frames, &prep);
     // The fit first: its error bar and misfit judge the answer, and its own SAFE loss (its
     // strides, noise model and open-window masks) is what Newton test-time steps minimise.
     let mut e = safe_physics::estimate::fit_prepared(

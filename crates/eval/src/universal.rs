@@ -249,16 +249,7 @@ pub fn draw(seed: u64, i: usize) -> Result<Drawn> {
 /// estimator-only training does not read (memory: thousands of videos).
 pub fn prepare_light(cfg: &Config, v: &Video, s: &EstimateSettings) -> Result<TrainVideo> {
     let (frames, prep) = prepare_video(v, s).map_err(|e| anyhow!("{}: {e}", v.source.display()))?;
-    let canon = safe_physics::estimate::canonical(&frames, prep.process);
-    let mut tv = TrainVideo::new(
-        &v.source.display().to_string(),
-        &canon,
-        v.grid,
-        v.dt_between(s.frame_step),
-        prep.spec,
-        v.alpha_true().map(f64::abs),
-        &cfg.model,
-    );
+    let mut tv = crate::training::model_input(&cfg.model, v, s, &frames, &prep);
     tv.frames = Vec::new();
     Ok(tv)
 }
