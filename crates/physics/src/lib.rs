@@ -19,6 +19,7 @@
 //! - [`select`]: deciding boundary, discretisation and direction from the data.
 //! - [`stability`]: the von Neumann analysis of the paper's Table 3.
 //! - [`initial`] and [`simulate`]: the Appendix-A generator and exact evolutions.
+//! - [`weak_form`]: the classical weak-form (WSINDy-style) estimate, no boundary assumed.
 
 pub mod basis;
 pub mod batch;
@@ -33,6 +34,7 @@ pub mod operator;
 pub mod select;
 pub mod simulate;
 pub mod stability;
+pub mod weak_form;
 
 pub use grid::{Grid, GridError};
 pub use loss::{FitOptions, FitResult, NoiseMode, NoiseModel, SafeLossCurve, fit_alpha};
