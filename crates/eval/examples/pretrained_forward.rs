@@ -31,7 +31,7 @@ fn main() {
         let raw: Vec<&[f32]> = f.chunks_exact(g.len()).collect();
         let data = safe_model::zero_shot::Normalisation::of(&raw).apply(&raw);
         let refs: Vec<&[f32]> = data.chunks_exact(g.len()).collect();
-        let (r, le) = RateInputs::of(&refs, &g, spec, k, 0.05);
+        let (r, le) = RateInputs::of(&refs, &g, spec, k, 0.05, m.config.model.prior);
         let feats = r.features(&le, 101);
         let pooled = pool_frames(
             &data,
@@ -50,10 +50,24 @@ fn main() {
         alpha = y * r.alpha_unit;
         runs.push(t0.elapsed().as_secs_f64());
     }
+    let raw: Vec<&[f32]> = f.chunks_exact(g.len()).collect();
+    let mut weak: Vec<f64> = (0..20)
+        .map(|_| {
+            let t0 = std::time::Instant::now();
+            let w = safe_physics::weak_form::WeakForm::default();
+            std::hint::black_box(
+                safe_physics::weak_form::weak_form_alpha(&raw, 128, 128, 0.5, 0.5, 0.05, &w)
+                    .unwrap(),
+            );
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    weak.sort_by(f64::total_cmp);
     let mut s = runs.clone();
     s.sort_by(f64::total_cmp);
     println!(
-        "{{\"median_s\": {:.5}, \"alpha_true\": 0.3, \"alpha_amortised\": {alpha:.5}, \"runs\": {runs:?}}}",
-        s[s.len() / 2]
+        "{{\"median_s\": {:.5}, \"weak_form_median_s\": {:.5}, \"alpha_true\": 0.3, \"alpha_amortised\": {alpha:.5}, \"runs\": {runs:?}}}",
+        s[s.len() / 2],
+        weak[10]
     );
 }

@@ -15,14 +15,18 @@ fn main() {
         match safe_eval::universal::prepare_light(&cfg, v, &s) {
             Ok(tv) => {
                 let r = tv.rate.as_ref().unwrap();
+                let w = safe_eval::weak_form::weak_form_video(v, &Default::default())
+                    .map(|r| r.alpha_hat.abs())
+                    .unwrap_or(f64::NAN);
                 println!(
-                    "{i} {:<40} {:>3}x{:>3}x{:>3} r0 {:.2e} ln(prior/true) {:+.3} op {}",
+                    "{i} {:<40} {:>3}x{:>3}x{:>3} r0 {:.2e} ln(prior/true) {:+.3} ln(weak/true) {:+.3} op {}",
                     d.kind,
                     v.n_frames,
                     v.grid.nx,
                     v.grid.ny,
                     r.r0,
                     (tv.alpha_unit() / tv.alpha_abs.unwrap()).ln(),
+                    (w / tv.alpha_abs.unwrap()).ln(),
                     tv.prep.spec
                 );
             }

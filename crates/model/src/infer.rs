@@ -157,6 +157,26 @@ impl<'a> Views<'a> {
     }
 }
 
+/// The estimator's raw output (the views averaged, before [`shrunk`]) on a prepared
+/// video's own pooled frames and band energies: the amortised pass of a model whose codec
+/// is the identity (the universal one), which needs no frames kept.
+pub fn raw_output(model: &SafePitCm, cfg: &Config, v: &TrainVideo) -> f64 {
+    let feats = v.features_from(&v.log_e);
+    Views::new(model, cfg, &v.pooled, feats.as_deref(), v.t).value()
+}
+
+/// The amortised factor of a unit-free model: the output's logarithm soft-thresholded by
+/// `tau` (`model.shrink`, calibrated on the universal training's validation videos), so a
+/// correction within the network's own noise leaves a prior that is already right alone,
+/// and a larger one is kept less `tau`.
+pub fn shrunk(y: f64, tau: f64) -> f64 {
+    if tau <= 0.0 || y.is_nan() || y <= 0.0 {
+        return y;
+    }
+    let l = y.ln();
+    (l.signum() * (l.abs() - tau).max(0.0)).exp()
+}
+
 /// Largest `|alpha|` the operator's sub-steps keep stable (infinite sub-steps: no limit).
 fn stable_max(v: &TrainVideo) -> f64 {
     match v.prep.spec.n_sub {
@@ -226,7 +246,10 @@ pub fn infer(
     let mut loss = v.loss_of_latent(&lat);
     let mut feats = v.features_of_latent(&lat);
     let unit = v.alpha_unit();
-    let amortised = Views::new(&model, cfg, &pooled, feats.as_deref(), v.t).value() * unit;
+    let amortised = shrunk(
+        Views::new(&model, cfg, &pooled, feats.as_deref(), v.t).value(),
+        cfg.model.shrink,
+    ) * unit;
     let n1 = if cfg.ttt.phase2 {
         (ttt_steps as f64 * cfg.ttt.phase1_fraction).round() as usize
     } else {
@@ -320,7 +343,11 @@ pub fn infer(
     } else {
         (lat, pooled)
     };
-    let alpha_abs = Views::new(&model, cfg, &pooled, feats.as_deref(), v.t).value() * unit;
+    let alpha_abs = if ttt_steps == 0 {
+        amortised
+    } else {
+        Views::new(&model, cfg, &pooled, feats.as_deref(), v.t).value() * unit
+    };
     let dec = model.decoder.valid();
     let recon = if dec.is_identity() && lat == v.frames {
         0.0

@@ -28,6 +28,22 @@ pub struct ModelConfig {
     /// `rate` (unit-free: a factor on the video's own band-rate prior, `bands.rs`), which
     /// lets one model serve any grid spacing, frame interval, size and intensity scale.
     pub units: Units,
+    /// In `rate` units, the prior the output is a factor on: `bands` (the band decays'
+    /// weighted median) or `weak-form` (the weak-form estimate where it is valid, with the
+    /// band prior's ratio to it as an input; `rate.rs`).
+    pub prior: RatePrior,
+    /// In `rate` units, the soft threshold on the amortised output's logarithm
+    /// (`infer::shrunk`; 0 = none). `train --profile universal` calibrates it.
+    pub shrink: f64,
+}
+
+/// The prior of `rate` units ([`ModelConfig::prior`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RatePrior {
+    #[default]
+    Bands,
+    WeakForm,
 }
 
 /// Units of the estimator's output ([`ModelConfig::units`]).
@@ -39,12 +55,14 @@ pub enum Units {
     Rate,
 }
 
-impl Units {
-    /// Band features per band (`rate` adds the band's height over the video's noise floor).
-    pub fn features_per_band(self) -> usize {
-        match self {
-            Units::Physical => 2,
-            Units::Rate => 3,
+impl ModelConfig {
+    /// Band features per band (`rate` adds the band's height over the video's noise floor,
+    /// the weak-form prior two video-wide inputs repeated per band).
+    pub fn features_per_band(&self) -> usize {
+        match (self.units, self.prior) {
+            (Units::Physical, _) => 2,
+            (Units::Rate, RatePrior::Bands) => 3,
+            (Units::Rate, RatePrior::WeakForm) => 5,
         }
     }
 }
@@ -60,12 +78,17 @@ impl Default for ModelConfig {
             pool: 4,
             bands: 0,
             units: Units::Physical,
+            prior: RatePrior::Bands,
+            shrink: 0.0,
         }
     }
 }
 
 impl ModelConfig {
     pub fn validate(&self) -> Result<(), String> {
+        if !(self.shrink >= 0.0 && self.shrink.is_finite()) {
+            return Err(format!("model.shrink must be >= 0, got {}", self.shrink));
+        }
         if self.channels == 0 || self.blocks == 0 || self.pool == 0 || self.head_hidden == 0 {
             return Err("model sizes must be >= 1".into());
         }
@@ -108,7 +131,7 @@ impl SafePitCm {
                 cfg.heads,
                 cfg.head_hidden,
                 cfg.pool,
-                cfg.bands * cfg.units.features_per_band(),
+                cfg.bands * cfg.features_per_band(),
                 dev,
             ),
             decoder: ResidualField::new(cfg.channels, cfg.blocks, dev),

@@ -20,6 +20,7 @@
 //! brought the prior's MAE on independent periodic continuum videos from 4.3e-2 to 6.4e-4.
 
 use crate::bands::log_energies_in;
+use crate::model::RatePrior;
 use safe_physics::loss::VideoSpectra;
 use safe_physics::{Grid, OperatorSpec, SafeOperator};
 
@@ -54,6 +55,10 @@ pub struct RateInputs {
     pub r0: f64,
     /// `|alpha|` of an estimator output of 1: `r0 / (dt_save lambda_ref)`.
     pub alpha_unit: f64,
+    /// With the weak-form prior: `Some(ln(band prior / weak form))` where the weak form was
+    /// valid (then `r0` is the weak form's rate), `Some(NaN)` where it was not (then `r0` is
+    /// the band prior); `None` with the band prior.
+    weak: Option<f64>,
 }
 
 /// The frames' spectra in the operator's basis, and the operator giving their eigenvalues.
@@ -81,6 +86,7 @@ impl RateInputs {
         spec: OperatorSpec,
         k: usize,
         dt_save: f64,
+        prior_kind: RatePrior,
     ) -> (RateInputs, Vec<f32>) {
         let (spectra, op) = spectra_of(frames, grid, spec);
         let lref = lambda_ref(grid);
@@ -94,7 +100,14 @@ impl RateInputs {
             .filter(|i| e.count[i % k] > 0.0)
             .map(|i| e.log_e[i])
             .fold(f32::INFINITY, f32::min);
-        let r0 = prior(&e.log_e, t, k, &s_mean, &e.count, noise_log);
+        let band_r0 = prior(&e.log_e, t, k, &s_mean, &e.count, noise_log);
+        let (r0, weak) = match prior_kind {
+            RatePrior::Bands => (band_r0, None),
+            RatePrior::WeakForm => match weak_rate(frames, grid) {
+                Some(rw) => (rw, Some((band_r0 / rw).ln())),
+                None => (band_r0, Some(f64::NAN)),
+            },
+        };
         (
             RateInputs {
                 k,
@@ -105,6 +118,7 @@ impl RateInputs {
                 noise_log,
                 r0,
                 alpha_unit: r0 / (dt_save * lref),
+                weak,
             },
             e.log_e,
         )
@@ -130,10 +144,19 @@ impl RateInputs {
     /// prior's, as `asinh(decay / prior's + 1)` (`0` = decays as the prior says; log-like
     /// far from it, so a prior off by a large factor is still seen; the last frame repeats
     /// the previous pair).
-    /// Empty bands are all zero.
+    /// Empty bands are all zero. With the weak-form prior two video-wide inputs follow,
+    /// repeated per band: `ln(band prior / weak form) / 3` (clamped to +-2) and `1` where
+    /// the weak form was valid (both `0` where it was not).
     pub fn features(&self, log_e: &[f32], t: usize) -> Vec<f32> {
         let k = self.k;
-        let mut out = vec![0f32; t * 3 * k];
+        let w = if self.weak.is_some() { 5 } else { 3 };
+        let mut out = vec![0f32; t * w * k];
+        if let Some(lr) = self.weak.filter(|x| x.is_finite()) {
+            for row in out.chunks_exact_mut(w * k) {
+                row[3 * k..4 * k].fill((lr / 3.0).clamp(-2.0, 2.0) as f32);
+                row[4 * k..].fill(1.0);
+            }
+        }
         for b in 0..k {
             if self.s_mean[b] <= 0.0 {
                 continue;
@@ -147,7 +170,7 @@ impl RateInputs {
                 } else {
                     0.0
                 };
-                let row = &mut out[i * 3 * k..(i + 1) * 3 * k];
+                let row = &mut out[i * w * k..(i + 1) * w * k];
                 row[b] = log_e[i * k + b] - mean;
                 row[k + b] = (log_e[i * k + b] - self.noise_log) / 10.0;
                 row[2 * k + b] = (d / unit + 1.0).asinh() as f32;
@@ -155,6 +178,19 @@ impl RateInputs {
         }
         out
     }
+}
+
+/// The weak form's rate `D dt_save lambda_ref` of frames in the smoothing direction, if it
+/// sees a smoothing process at all (`None` for a non-positive or failed estimate).
+fn weak_rate(frames: &[&[f32]], grid: &Grid) -> Option<f64> {
+    let w = safe_physics::weak_form::WeakForm::default();
+    // dt = 1: the estimate comes out per frame; diffusion gives alpha = -D < 0.
+    let a = safe_physics::weak_form::weak_form_alpha(
+        frames, grid.nx, grid.ny, grid.dx, grid.dy, 1.0, &w,
+    )
+    .ok()?;
+    let r = -a * lambda_ref(grid);
+    (r.is_finite() && r > 0.0).then_some(r)
 }
 
 /// The prior rate: a weighted median of per-band rates `-sum(decay) / sum(2 s_pair)`, over the
@@ -228,7 +264,7 @@ mod tests {
     fn inputs(grid: Grid, alpha: f64, dt: f64, t: usize) -> (RateInputs, Vec<f32>) {
         let (f, _) = video(grid, alpha, dt, t);
         let refs: Vec<&[f32]> = f.iter().map(|x| x.as_slice()).collect();
-        let (r, le) = RateInputs::of(&refs, &grid, spec(), 16, dt);
+        let (r, le) = RateInputs::of(&refs, &grid, spec(), 16, dt, RatePrior::Bands);
         let feats = r.features(&le, t);
         (r, feats)
     }
@@ -251,11 +287,63 @@ mod tests {
     }
 
     #[test]
+    fn the_weak_form_prior_is_near_exact_on_a_window_and_says_so_in_its_inputs() {
+        // A 40x36 window of a 64x48 periodic continuum video: the band prior is biased by the
+        // edge flux, the weak form is not.
+        let g = Grid::new(64, 48, 0.5, 0.5).unwrap();
+        let (f, _) = video(g, 0.3, 0.05, 21);
+        let wg = Grid::new(40, 36, 0.5, 0.5).unwrap();
+        let win: Vec<Vec<f32>> = f
+            .iter()
+            .map(|fr| {
+                (0..40)
+                    .flat_map(|i| (0..36).map(move |j| fr[(i + 10) * 48 + j + 6]))
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[f32]> = win.iter().map(|x| x.as_slice()).collect();
+        let open = OperatorSpec {
+            boundary: Boundary::Open,
+            ..spec()
+        };
+        let (r, le) = RateInputs::of(&refs, &wg, open, 16, 0.05, RatePrior::WeakForm);
+        assert!(
+            (r.alpha_unit / 0.3 - 1.0).abs() < 1e-3,
+            "weak-form prior {} for 0.3",
+            r.alpha_unit
+        );
+        let feats = r.features(&le, 21);
+        assert_eq!(feats.len(), 21 * 5 * 16);
+        // The validity flag is set on every band of every frame.
+        assert!(
+            feats
+                .chunks_exact(80)
+                .all(|row| row[64..].iter().all(|&x| x == 1.0))
+        );
+        // Frames that sharpen (not in the smoothing direction) give the weak form no
+        // smoothing to measure: the band prior stands in and the inputs say so.
+        let back: Vec<&[f32]> = refs.iter().rev().copied().collect();
+        let (r2, le2) = RateInputs::of(&back, &wg, open, 16, 0.05, RatePrior::WeakForm);
+        assert!(r2.weak.is_some_and(f64::is_nan));
+        assert!(
+            r2.features(&le2, 21)
+                .chunks_exact(80)
+                .all(|row| row[48..].iter().all(|&x| x == 0.0))
+        );
+    }
+
+    #[test]
     fn features_are_unit_free_in_time_and_intensity() {
+        for prior in [RatePrior::Bands, RatePrior::WeakForm] {
+            unit_free(prior);
+        }
+    }
+
+    fn unit_free(prior: RatePrior) {
         let g = Grid::new(48, 48, 1.0, 1.0).unwrap();
         let (f, _) = video(g, 0.5, 0.1, 9);
         let refs: Vec<&[f32]> = f.iter().map(|x| x.as_slice()).collect();
-        let (r, le) = RateInputs::of(&refs, &g, spec(), 16, 0.1);
+        let (r, le) = RateInputs::of(&refs, &g, spec(), 16, 0.1, prior);
         // Intensity x7 + 3: identical features; the same frames with dt halved and alpha
         // doubled: identical features and an alpha unit twice as large.
         let scaled: Vec<Vec<f32>> = f
@@ -263,7 +351,7 @@ mod tests {
             .map(|x| x.iter().map(|v| 7.0 * v + 3.0).collect())
             .collect();
         let refs2: Vec<&[f32]> = scaled.iter().map(|x| x.as_slice()).collect();
-        let (r2, le2) = RateInputs::of(&refs2, &g, spec(), 16, 0.05);
+        let (r2, le2) = RateInputs::of(&refs2, &g, spec(), 16, 0.05, prior);
         let (a, b) = (r.features(&le, 9), r2.features(&le2, 9));
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() < 2e-3, "{x} {y}");

@@ -105,7 +105,7 @@ impl TrainVideo {
                 (le, f, None)
             }
             (k, Units::Rate) => {
-                let (r, le) = RateInputs::of(&refs, &grid, spec, k, dt_save);
+                let (r, le) = RateInputs::of(&refs, &grid, spec, k, dt_save, model.prior);
                 (le, 0.0, Some(r))
             }
         };
