@@ -701,9 +701,17 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
         let candidates: Vec<Laplacian> = if noisy && opts.laplacian == Choice::Auto {
             vec![Laplacian::Continuum]
         } else {
-            lap_candidates.clone()
+            // The continuum first: where it leaves less than the noise alone would, no
+            // stencil can explain the video better and the five-point fit is skipped.
+            let mut c = lap_candidates.clone();
+            c.sort_by_key(|&l| l != Laplacian::Continuum);
+            c
         };
+        let mut below_floor = None;
         for &l in &candidates {
+            if below_floor.is_some() {
+                break;
+            }
             let spec = OperatorSpec {
                 boundary,
                 laplacian: l,
@@ -725,6 +733,13 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
             if let Ok(c) = &c {
                 hint = Some((c.a0, 1.5));
             }
+            if let Ok(c) = &c
+                && l == Laplacian::Continuum
+                && candidates.len() > 1
+                && misfit_of(&c.fit) < 1.0
+            {
+                below_floor = Some(misfit_of(&c.fit));
+            }
             scored.push((l, c.as_ref().map(|c| c.fit.clone()).map_err(|e| e.clone())));
             kept.push((l, w, c.ok()));
         }
@@ -740,6 +755,10 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
             let why = if candidates.len() == 1 {
                 format!(
                     "noise is {share:.1e} of the frame-to-frame change: on an open window it hides the stencil's difference; continuum is the physics of a real sample"
+                )
+            } else if let Some(m) = below_floor {
+                format!(
+                    "the continuum leaves {m:.2} of what the noise alone would (misfit < 1): no stencil can explain the video better, so five-point was not fitted"
                 )
             } else {
                 why
