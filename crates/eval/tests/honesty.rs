@@ -1,7 +1,26 @@
 //! An estimate the software cannot trust must say so.
 
-use safe_eval::fitting::EstimateSettings;
-use safe_physics::Choice;
+use safe_eval::fitting::{EstimateSettings, SubStepChoice};
+use safe_eval::results::SimResult;
+use safe_physics::{Choice, Process, SubSteps};
+
+/// Fit universal draw 4242 #`i` as a user would with `--n-sub inf` (and the direction given
+/// where `diffusion`), returning the result and the truth.
+fn fit_draw(i: usize, diffusion: bool) -> (SimResult, f64) {
+    let d = safe_eval::universal::draw(4242, i).unwrap();
+    let s = EstimateSettings {
+        process: if diffusion {
+            Choice::Fixed(Process::Diffusion)
+        } else {
+            Choice::Auto
+        },
+        n_sub: SubStepChoice::Fixed(SubSteps::Infinite),
+        ..Default::default()
+    };
+    let r =
+        safe_eval::api::fit(&d.video, &s, safe_eval::intensity::GammaChoice::Fixed(1.0)).unwrap();
+    (r, d.video.alpha_true().unwrap())
+}
 
 /// Drawn videos (seed 4242) whose grid-scale structure barely smooths over the video, so
 /// the noise estimate takes it for noise: #13 (sharp grains with Gaussian noise, 29 frames,
@@ -13,15 +32,7 @@ use safe_physics::Choice;
 #[test]
 fn a_noise_estimate_larger_than_the_residual_is_dropped_and_said() {
     for (i, tol) in [(13, 0.02), (19, 0.02), (52, 1e-6)] {
-        let d = safe_eval::universal::draw(4242, i).unwrap();
-        let truth = d.video.alpha_true().unwrap();
-        let s = EstimateSettings {
-            process: Choice::Fixed(safe_physics::Process::Diffusion),
-            n_sub: safe_eval::fitting::SubStepChoice::Fixed(safe_physics::SubSteps::Infinite),
-            ..Default::default()
-        };
-        let r = safe_eval::api::fit(&d.video, &s, safe_eval::intensity::GammaChoice::Fixed(1.0))
-            .unwrap();
+        let (r, truth) = fit_draw(i, true);
         assert!(
             r.warnings
                 .iter()
@@ -51,15 +62,7 @@ fn a_noise_estimate_larger_than_the_residual_is_dropped_and_said() {
 #[test]
 fn a_fit_far_from_the_weak_form_says_so_and_widens_its_error_bar() {
     for i in [9, 26, 41] {
-        let d = safe_eval::universal::draw(4242, i).unwrap();
-        let truth = d.video.alpha_true().unwrap();
-        let s = EstimateSettings {
-            process: Choice::Fixed(safe_physics::Process::Diffusion),
-            n_sub: safe_eval::fitting::SubStepChoice::Fixed(safe_physics::SubSteps::Infinite),
-            ..Default::default()
-        };
-        let r = safe_eval::api::fit(&d.video, &s, safe_eval::intensity::GammaChoice::Fixed(1.0))
-            .unwrap();
+        let (r, truth) = fit_draw(i, true);
         assert!(
             r.warnings.iter().any(|w| w.contains("weak-form estimate")),
             "#{i}: {:?}",
@@ -79,14 +82,7 @@ fn a_fit_far_from_the_weak_form_says_so_and_widens_its_error_bar() {
 #[test]
 fn a_right_fit_is_not_second_guessed() {
     for i in [15, 27, 36] {
-        let d = safe_eval::universal::draw(4242, i).unwrap();
-        let truth = d.video.alpha_true().unwrap();
-        let s = EstimateSettings {
-            n_sub: safe_eval::fitting::SubStepChoice::Fixed(safe_physics::SubSteps::Infinite),
-            ..Default::default()
-        };
-        let r = safe_eval::api::fit(&d.video, &s, safe_eval::intensity::GammaChoice::Fixed(1.0))
-            .unwrap();
+        let (r, truth) = fit_draw(i, false);
         assert!(
             !r.warnings.iter().any(|w| w.contains("weak-form estimate")),
             "#{i}: {:?}",
