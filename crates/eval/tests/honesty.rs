@@ -4,6 +4,24 @@ use safe_eval::fitting::{EstimateSettings, SubStepChoice};
 use safe_eval::results::SimResult;
 use safe_physics::{Choice, Process, SubSteps};
 
+fn assert_warns(r: &SimResult, i: usize, needle: &str, yes: bool) {
+    assert_eq!(
+        r.warnings.iter().any(|w| w.contains(needle)),
+        yes,
+        "#{i}: {:?}",
+        r.warnings
+    );
+}
+
+fn assert_covered(r: &SimResult, truth: f64, i: usize) {
+    assert!(
+        (r.alpha_hat - truth).abs() <= 2.0 * r.stderr,
+        "#{i}: {} +- {} for {truth}",
+        r.alpha_hat,
+        r.stderr
+    );
+}
+
 /// Fit universal draw 4242 #`i` as a user would with `--n-sub inf` (and the direction given
 /// where `diffusion`), returning the result and the truth.
 fn fit_draw(i: usize, diffusion: bool) -> (SimResult, f64) {
@@ -33,24 +51,13 @@ fn fit_draw(i: usize, diffusion: bool) -> (SimResult, f64) {
 fn a_noise_estimate_larger_than_the_residual_is_dropped_and_said() {
     for (i, tol) in [(13, 0.02), (19, 0.02), (52, 1e-6)] {
         let (r, truth) = fit_draw(i, true);
-        assert!(
-            r.warnings
-                .iter()
-                .any(|w| w.contains("redone without the noise correction")),
-            "#{i}: {:?}",
-            r.warnings
-        );
+        assert_warns(&r, i, "redone without the noise correction", true);
         assert!(
             (r.alpha_hat / truth - 1.0).abs() < tol,
             "#{i}: {} for {truth}",
             r.alpha_hat
         );
-        assert!(
-            (r.alpha_hat - truth).abs() <= 2.0 * r.stderr,
-            "#{i}: {} +- {} for {truth}",
-            r.alpha_hat,
-            r.stderr
-        );
+        assert_covered(&r, truth, i);
     }
 }
 
@@ -63,17 +70,8 @@ fn a_noise_estimate_larger_than_the_residual_is_dropped_and_said() {
 fn a_fit_far_from_the_weak_form_says_so_and_widens_its_error_bar() {
     for i in [9, 26, 41] {
         let (r, truth) = fit_draw(i, true);
-        assert!(
-            r.warnings.iter().any(|w| w.contains("weak-form estimate")),
-            "#{i}: {:?}",
-            r.warnings
-        );
-        assert!(
-            (r.alpha_hat - truth).abs() <= 2.0 * r.stderr,
-            "#{i}: {} +- {} for {truth}",
-            r.alpha_hat,
-            r.stderr
-        );
+        assert_warns(&r, i, "weak-form estimate", true);
+        assert_covered(&r, truth, i);
     }
 }
 
@@ -83,11 +81,7 @@ fn a_fit_far_from_the_weak_form_says_so_and_widens_its_error_bar() {
 fn a_right_fit_is_not_second_guessed() {
     for i in [15, 27, 36] {
         let (r, truth) = fit_draw(i, false);
-        assert!(
-            !r.warnings.iter().any(|w| w.contains("weak-form estimate")),
-            "#{i}: {:?}",
-            r.warnings
-        );
+        assert_warns(&r, i, "weak-form estimate", false);
         assert!((r.alpha_hat / truth - 1.0).abs() < 1e-6, "#{i}");
         assert!(r.stderr < 1e-4 * truth.abs(), "#{i}: stderr {}", r.stderr);
     }

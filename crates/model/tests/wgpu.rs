@@ -28,6 +28,11 @@ fn data(len: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
+/// A tensor's values on the host.
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
 fn close(a: &[f32], b: &[f32], what: &str) {
     let scale = b.iter().fold(1e-6f32, |m, x| m.max(x.abs()));
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
@@ -61,19 +66,9 @@ fn the_safe_layer_on_wgpu_matches_the_cpu_forward_and_backward() {
         let p = safe_propagate(f.clone(), a.clone(), &spec);
         let grads = (p.clone() * g).sum().backward();
         [
-            p.into_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
-            f.grad(&grads)
-                .unwrap()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap(),
-            a.grad(&grads)
-                .unwrap()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap(),
+            host(p),
+            host(f.grad(&grads).unwrap()),
+            host(a.grad(&grads).unwrap()),
         ]
     };
     let cpu = run(&Device::flex().autodiff());
@@ -99,16 +94,7 @@ fn the_shipped_estimator_on_wgpu_matches_the_cpu_forward_and_backward() {
             .estimator
             .forward_pooled(pooled.clone(), Some(bands), 1, t);
         let grads = y.clone().sum().backward();
-        [
-            y.into_data().convert::<f32>().try_to_vec::<f32>().unwrap(),
-            pooled
-                .grad(&grads)
-                .unwrap()
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap(),
-        ]
+        [host(y), host(pooled.grad(&grads).unwrap())]
     };
     let cpu = run(&Device::flex().autodiff());
     let gpu = run(&gpu().autodiff());
