@@ -4,12 +4,18 @@
 //! circular padding (periodic boundaries) and skip connections where the channel counts
 //! match, then a 1x1 projection to one channel whose weights and bias start at zero, so the
 //! map is exactly the identity at initialisation. The decoder is the same module.
+//!
+//! In training on the CPU each block runs as one custom op ([`op`]) over the host kernels
+//! of [`kernels`] (naive oracle: [`reference`]); elsewhere (inference, GPU) as burn tensor
+//! ops, which the custom op is tested against.
 
+use burn::backend::Dispatch;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use op::{BlockSpec, CodecBackend};
 
 /// Pad dims 2 and 3 of `[N, C, H, W]` periodically by `p` (burn has no circular padding).
 pub fn circular_pad(x: Tensor<4>, p: usize) -> Tensor<4> {
@@ -40,7 +46,7 @@ pub struct ConvBlock {
 }
 
 impl ConvBlock {
-    fn new(c_in: usize, c_out: usize, dev: &Device) -> ConvBlock {
+    pub fn new(c_in: usize, c_out: usize, dev: &Device) -> ConvBlock {
         ConvBlock {
             conv: Conv2dConfig::new([c_in, c_out], [3, 3])
                 .with_padding(PaddingConfig2d::Valid)
@@ -51,6 +57,57 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.host_kernel_applies(&x) {
+            self.forward_host(x)
+        } else {
+            self.forward_tensor_ops(x)
+        }
+    }
+
+    /// Batch statistics (autodiff device, training flag: burn's own rule) on the CPU backend.
+    fn host_kernel_applies(&self, x: &Tensor<4>) -> bool {
+        let dev = x.device();
+        let flex = matches!(
+            dev.clone().without_autodiff().as_dispatch(),
+            burn::backend::DispatchDevice::Flex(_)
+        );
+        flex && dev.is_autodiff() && self.norm.training.is_enabled()
+    }
+
+    /// The block as one custom op; the running statistics are updated as `BatchNorm` does.
+    fn forward_host(&self, x: Tensor<4>) -> Tensor<4> {
+        let c = self.norm.gamma.dims()[0];
+        let dev = x.device();
+        let b = match &self.conv.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([c], &dev),
+        };
+        let (y, stats) = <Dispatch as CodecBackend>::conv_block(
+            x.into_dispatch(),
+            self.conv.weight.val().into_dispatch(),
+            b.into_dispatch(),
+            self.norm.gamma.val().into_dispatch(),
+            self.norm.beta.val().into_dispatch(),
+            BlockSpec {
+                eps: self.norm.epsilon,
+            },
+        );
+        let stats: Tensor<2> = Tensor::from_dispatch(stats);
+        let m = self.norm.momentum;
+        for (row, state) in [(0, &self.norm.running_mean), (1, &self.norm.running_var)] {
+            let batch = stats.clone().slice_dim(0, row..row + 1).reshape([c]);
+            let run = state.value_sync().to_device(&dev);
+            state.update(
+                run.mul_scalar(1.0 - m)
+                    .add(batch.detach().mul_scalar(m))
+                    .detach(),
+            );
+        }
+        Tensor::from_dispatch(y)
+    }
+
+    /// The block in burn tensor ops (any backend, either batch-norm mode).
+    pub fn forward_tensor_ops(&self, x: Tensor<4>) -> Tensor<4> {
         let y = relu(
             self.norm
                 .forward(self.conv.forward(circular_pad(x.clone(), 1))),
@@ -121,3 +178,9 @@ impl ResidualField {
         }
     }
 }
+
+pub mod kernels;
+pub mod op;
+pub mod reference;
+#[cfg(test)]
+mod tests;
