@@ -113,15 +113,40 @@ pub fn minimise_1d_with(
     rel_tol: f64,
     parallel_scan: bool,
 ) -> Result<(f64, bool, usize), FitError> {
+    minimise_1d_split(
+        &|a| f(a).loss,
+        f,
+        lo,
+        hi,
+        per_decade,
+        min_points,
+        rel_tol,
+        parallel_scan,
+    )
+}
+
+/// [`minimise_1d_with`] where the scan and the golden section call `value` (the loss alone,
+/// which may cost less than its derivatives) and Newton calls `f`.
+#[allow(clippy::too_many_arguments)]
+pub fn minimise_1d_split(
+    value: &(dyn Fn(f64) -> f64 + Sync),
+    f: &(dyn Fn(f64) -> LossPoint + Sync),
+    lo: f64,
+    hi: f64,
+    per_decade: usize,
+    min_points: usize,
+    rel_tol: f64,
+    parallel_scan: bool,
+) -> Result<(f64, bool, usize), FitError> {
     let decades = (hi / lo).log10();
     let npts = ((decades * per_decade.max(2) as f64).ceil() as usize + 1).max(min_points.max(3));
     let grid: Vec<f64> = (0..npts)
         .map(|i| lo * (hi / lo).powf(i as f64 / (npts - 1) as f64))
         .collect();
     let scan: Vec<f64> = if parallel_scan {
-        grid.par_iter().map(|&a| f(a).loss).collect()
+        grid.par_iter().map(|&a| value(a)).collect()
     } else {
-        grid.iter().map(|&a| f(a).loss).collect()
+        grid.iter().map(|&a| value(a)).collect()
     };
     let mut evals = npts;
     let mut best = (f64::INFINITY, 0usize);
@@ -177,7 +202,7 @@ pub fn minimise_1d_with(
             let c = x1 - phi * (x1 - x0);
             let d = x0 + phi * (x1 - x0);
             evals += 2;
-            if f(c).loss <= f(d).loss {
+            if value(c) <= value(d) {
                 x1 = d;
             } else {
                 x0 = c;

@@ -9,7 +9,7 @@
 //! larger sample (independent data): |alpha| error ~1e-10.
 
 use super::curve::LossPoint;
-use super::fit::{FitError, FitOptions, FitResult, check_range, default_range, minimise_1d_with};
+use super::fit::{FitError, FitOptions, FitResult, check_range, default_range, minimise_1d_split};
 use super::noise::NoiseModel;
 use crate::basis::Basis;
 use crate::dct2::Dct2;
@@ -736,12 +736,14 @@ pub fn coarse_fit(
         return Err(FitError::NoStructure);
     }
     let f = |a: f64| w.eval_pairs(a, &coarse, 2, false).point;
+    // The scan needs the loss alone: one inverse transform per pair instead of three.
+    let value = |a: f64| w.eval_pairs(a, &coarse, 0, false).point.loss;
     let narrowed = hint.and_then(|(h, spread)| {
         let (l, u) = ((h / spread).max(range.0), (h * spread).min(hi));
         if !(l < u && h.is_finite()) {
             return None;
         }
-        let r = minimise_1d_with(&f, l, u, 3, 4, 1e-7, false).ok()?;
+        let r = minimise_1d_split(&value, &f, l, u, 3, 4, 1e-7, false).ok()?;
         // On the narrowed range's own edge (not the true one): the hint was wrong.
         let edge = (r.1 && (r.0 - l).abs() <= 1e-3 * l && l > range.0)
             || (r.1 && (u - r.0).abs() <= 1e-3 * u && u < hi);
@@ -749,7 +751,7 @@ pub fn coarse_fit(
     });
     let (a0, at_bound, evaluations) = match narrowed {
         Some(r) => r,
-        None => minimise_1d_with(&f, range.0, hi, 3, 9, 1e-7, false)?,
+        None => minimise_1d_split(&value, &f, range.0, hi, 3, 9, 1e-7, false)?,
     };
     let e = w.eval_pairs(a0, &coarse, 0, false);
     let c0 = w.eval_pairs(0.0, &coarse, 0, false);
