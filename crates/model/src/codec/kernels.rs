@@ -205,6 +205,54 @@ pub fn block_forward(
     (y, Saved { u, mean, var })
 }
 
+/// The block in inference (batch normalisation with given statistics `mean`, `var`: the
+/// running ones): `y = relu(gamma (conv(x) + b - mean) / sqrt(var + eps) + beta) (+ x)`.
+#[allow(clippy::too_many_arguments)]
+pub fn block_forward_eval(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+    s: &BlockShape,
+) -> Vec<f32> {
+    let (hw, cin, cout) = (s.hw(), s.cin, s.cout);
+    assert_eq!(x.len(), s.n * cin * hw);
+    assert_eq!(w.len(), cout * cin * 9);
+    let taps = taps_of(w, cout, cin, false);
+    let coef: Vec<(f32, f32)> = (0..cout)
+        .map(|o| {
+            let (scale, shift) = affine(gamma[o], beta[o], mean[o], var[o], eps);
+            (scale, shift + scale * b[o])
+        })
+        .collect();
+    let mut y = vec![0.0f32; s.n * cout * hw];
+    y.par_chunks_mut(cout * hw)
+        .zip(x.par_chunks(cin * hw))
+        .for_each_init(
+            || (vec![0.0f32; cin * s.plane()], vec![0.0f32; cout * s.rows()]),
+            |(xpad, out), (yf, xf)| {
+                pad_circular(xf, cin, s, s.w, hw, xpad);
+                conv_taps(&taps, cout, cin, xpad, s, out);
+                compact(out, cout, s, yf);
+                for (o, plane) in yf.chunks_exact_mut(hw).enumerate() {
+                    let (scale, shift) = coef[o];
+                    plane
+                        .iter_mut()
+                        .for_each(|v| *v = (scale * *v + shift).max(0.0));
+                    if s.skip() {
+                        let xp = &xf[o * hw..(o + 1) * hw];
+                        plane.iter_mut().zip(xp).for_each(|(v, &xv)| *v += xv);
+                    }
+                }
+            },
+        );
+    y
+}
+
 /// `gamma (u - mean) / sqrt(var + eps) + beta` as `scale u + shift`.
 fn affine(gamma: f32, beta: f32, mean: f32, var: f32, eps: f64) -> (f32, f32) {
     let inv = 1.0 / (var as f64 + eps).sqrt();

@@ -38,6 +38,14 @@ pub fn circular_pad(x: Tensor<4>, p: usize) -> Tensor<4> {
     )
 }
 
+/// Whether `dev` is (autodiff over) the CPU backend the host kernels serve.
+fn is_flex(dev: &Device) -> bool {
+    matches!(
+        dev.clone().without_autodiff().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    )
+}
+
 #[derive(Module, Debug)]
 pub struct ConvBlock {
     conv: Conv2d,
@@ -59,19 +67,47 @@ impl ConvBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if self.host_kernel_applies(&x) {
             self.forward_host(x)
+        } else if is_flex(&x.device()) && !x.device().is_autodiff() {
+            self.forward_host_inference(x)
         } else {
             self.forward_tensor_ops(x)
         }
     }
 
+    /// Inference on the CPU backend (no graph to record; batch norm with the running
+    /// statistics, as burn's `BatchNorm` does off an autodiff device): the host kernel.
+    fn forward_host_inference(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, cin, h, w] = x.dims();
+        let cout = self.norm.gamma.dims()[0];
+        let dev = x.device();
+        let host = |d: burn::tensor::TensorData| -> Vec<f32> {
+            d.convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32 after convert")
+        };
+        let b = match &self.conv.bias {
+            Some(b) => host(b.val().into_data()),
+            None => vec![0.0; cout],
+        };
+        let s = kernels::BlockShape { n, cin, cout, h, w };
+        let y = kernels::block_forward_eval(
+            &host(x.into_data()),
+            &host(self.conv.weight.val().into_data()),
+            &b,
+            &host(self.norm.gamma.val().into_data()),
+            &host(self.norm.beta.val().into_data()),
+            &host(self.norm.running_mean.value().into_data()),
+            &host(self.norm.running_var.value().into_data()),
+            self.norm.epsilon,
+            &s,
+        );
+        Tensor::from_data(burn::tensor::TensorData::new(y, [n, cout, h, w]), &dev)
+    }
+
     /// Batch statistics (autodiff device, training flag: burn's own rule) on the CPU backend.
     fn host_kernel_applies(&self, x: &Tensor<4>) -> bool {
         let dev = x.device();
-        let flex = matches!(
-            dev.clone().without_autodiff().as_dispatch(),
-            burn::backend::DispatchDevice::Flex(_)
-        );
-        flex && dev.is_autodiff() && self.norm.training.is_enabled()
+        is_flex(&dev) && dev.is_autodiff() && self.norm.training.is_enabled()
     }
 
     /// The block as one custom op; the running statistics are updated as `BatchNorm` does.

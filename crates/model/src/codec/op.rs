@@ -340,4 +340,36 @@ mod tests {
             );
         }
     }
+
+    /// Off an autodiff device the block runs the inference host kernel (running statistics);
+    /// it equals burn's tensor ops there.
+    #[test]
+    fn inference_matches_burn_tensor_ops() {
+        let dev = Device::flex();
+        let mut r = ChaCha8Rng::seed_from_u64(7);
+        let (n, c, h, w) = (3, 4, 6, 5);
+        let mut b = ConvBlock::new(c, c, &dev);
+        b.conv.weight = Param::from_tensor(Tensor::from_data(
+            random(&[c, c, 3, 3], -0.5, 0.5, &mut r),
+            &dev,
+        ));
+        b.norm.gamma = Param::from_tensor(Tensor::from_data(random(&[c], 0.5, 1.5, &mut r), &dev));
+        b.norm
+            .running_mean
+            .update(Tensor::from_data(random(&[c], -0.2, 0.2, &mut r), &dev));
+        b.norm
+            .running_var
+            .update(Tensor::from_data(random(&[c], 0.5, 2.0, &mut r), &dev));
+        let _ = b.norm.running_var.value_sync();
+        let _ = b.norm.running_mean.value_sync();
+        let x: Tensor<4> = Tensor::from_data(random(&[n, c, h, w], -1.0, 1.0, &mut r), &dev);
+        let fast = flat(b.forward(x.clone()));
+        let slow = flat(b.forward_tensor_ops(x));
+        close(&fast, &slow, 1e-5, "inference y");
+        let stats = host(b.norm.running_var.value());
+        assert!(
+            stats.iter().all(|&v| v != 1.0),
+            "running statistics were set: {stats:?}"
+        );
+    }
 }

@@ -149,3 +149,27 @@ pub fn backward(
     }
     (gx, gw, gb, ggamma, gbeta)
 }
+
+/// The block in inference, with given batch-normalisation statistics.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_eval(
+    x: &[f64],
+    w: &[f64],
+    b: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    mean: &[f64],
+    var: &[f64],
+    eps: f64,
+    s: &BlockShape,
+) -> Vec<f64> {
+    let u = conv(x, w, b, s);
+    let hw = s.hw();
+    (0..u.len())
+        .map(|k| {
+            let o = (k / hw) % s.cout;
+            let z = gamma[o] * (u[k] - mean[o]) / (var[o] + eps).sqrt() + beta[o];
+            z.max(0.0) + if s.skip() { x[k] } else { 0.0 }
+        })
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! against finite differences. (The burn custom op against burn's own autodiff of the module
 //! written in tensor ops: `op.rs`.)
 
-use super::kernels::{BlockShape, block_backward, block_forward};
+use super::kernels::{BlockShape, block_backward, block_forward, block_forward_eval};
 use super::reference;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -147,5 +147,28 @@ fn reference_backward_matches_finite_differences() {
     };
     for (which, grad) in [&gx, &gw, &gb, &gg, &gbe].into_iter().enumerate() {
         check(which, grad);
+    }
+}
+
+#[test]
+fn inference_kernel_matches_the_naive_block() {
+    for (k, &(n, cin, cout, h, w)) in [(2, 1, 4, 5, 7), (3, 4, 4, 6, 5)].iter().enumerate() {
+        let c = case(n, cin, cout, h, w, 20 + k as u64);
+        let mean: Vec<f64> = (0..cout).map(|o| 0.1 * o as f64 - 0.2).collect();
+        let var: Vec<f64> = (0..cout).map(|o| 0.5 + 0.3 * o as f64).collect();
+        let y = block_forward_eval(
+            &f32s(&c.x),
+            &f32s(&c.w),
+            &f32s(&c.b),
+            &f32s(&c.gamma),
+            &f32s(&c.beta),
+            &f32s(&mean),
+            &f32s(&var),
+            EPS,
+            &c.s,
+        );
+        let y_ref =
+            reference::forward_eval(&c.x, &c.w, &c.b, &c.gamma, &c.beta, &mean, &var, EPS, &c.s);
+        assert_close(&y, &y_ref, 1e-5, "y (inference)");
     }
 }
