@@ -1,6 +1,6 @@
 //! One codec block's host kernels alone (16 -> 16 channels, 101 frames of 128x128 by
 //! default): median seconds of the forward and the backward pass, for tuning the kernels
-//! without burn around them. `cargo run --release -p safe-model --example codec_block [N H W]`
+//! without burn around them, and an encoder's inference pass (burn around them). `cargo run --release -p safe-model --example codec_block [N H W]`
 use safe_model::codec::kernels::{BlockShape, block_backward, block_forward};
 use std::time::Instant;
 
@@ -47,4 +47,33 @@ fn main() {
         median(tb[1..].to_vec()) * 1e3,
         tf.len() - 1
     );
+    println!(
+        "encoder inference {:.0} ms (median of 3)",
+        encoder_inference_ms(n, h, w)
+    );
+}
+
+/// Encoder forward in inference (no autodiff) on one video, as validation and `infer` run it.
+fn encoder_inference_ms(n: usize, h: usize, w: usize) -> f64 {
+    use burn::tensor::{Device, Tensor, TensorData};
+    let dev = Device::flex();
+    let enc = safe_model::codec::ResidualField::new(16, 3, &dev);
+    let x: Tensor<4> = Tensor::from_data(
+        TensorData::new(
+            (0..n * h * w)
+                .map(|i| ((i as f32) * 0.618_034).fract())
+                .collect::<Vec<f32>>(),
+            [n, 1, h, w],
+        ),
+        &dev,
+    );
+    let mut t: Vec<f64> = (0..4)
+        .map(|_| {
+            let t0 = Instant::now();
+            std::hint::black_box(enc.forward(x.clone()).into_data());
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[2]
 }
