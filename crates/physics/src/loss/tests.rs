@@ -540,3 +540,50 @@ fn repeating_rounding_noise_keeps_stride_one_and_white_noise_adds_strides() {
         e.prepared.decisions
     );
 }
+
+/// The binomial low-pass with the half-sample mirror equals its definition: every output
+/// pixel the double sum of taps over mirrored indices (rows and columns shorter and longer
+/// than the filter).
+#[test]
+fn binomial_mirror_matches_its_definition() {
+    use crate::loss::window::binomial_mirror;
+    for &(nx, ny, q) in &[(7usize, 9usize, 2u32), (13, 30, 5), (4, 3, 3), (12, 12, 0)] {
+        let x: Vec<f64> = (0..nx * ny)
+            .map(|i| ((i as f64) * 0.618_034).fract() - 0.5)
+            .collect();
+        let mut fast = vec![0.0; nx * ny];
+        binomial_mirror(&x, &mut fast, nx, ny, q);
+        let r = q as isize;
+        // C(2q, k) / 4^q
+        let tap = |k: isize| -> f64 {
+            let (n, k) = (2 * q as u64, k as u64);
+            let mut c = 1.0f64;
+            for i in 0..k {
+                c = c * (n - i) as f64 / (i + 1) as f64;
+            }
+            c / 4f64.powi(q as i32)
+        };
+        let fold = |i: isize, n: usize| -> usize {
+            let n = n as isize;
+            let p = i.rem_euclid(2 * n);
+            (if p < n { p } else { 2 * n - 1 - p }) as usize
+        };
+        for i in 0..nx {
+            for j in 0..ny {
+                let mut v = 0.0;
+                for a in 0..=2 * r {
+                    for b in 0..=2 * r {
+                        v += tap(a)
+                            * tap(b)
+                            * x[fold(i as isize + a - r, nx) * ny + fold(j as isize + b - r, ny)];
+                    }
+                }
+                assert!(
+                    (v - fast[i * ny + j]).abs() < 1e-12,
+                    "{nx}x{ny} q={q} at ({i},{j}): {} vs {v}",
+                    fast[i * ny + j]
+                );
+            }
+        }
+    }
+}

@@ -614,21 +614,30 @@ pub fn binomial_mirror<T: Copy + Into<f64>>(
         let p = i.rem_euclid(2 * n);
         (if p < n { p } else { 2 * n - 1 - p }) as usize
     };
-    // Along axis 2 (rows): direct taps inside, mirrored indices near the ends.
+    // Along axis 2 (rows): shifted whole-row axpys inside (vectorised), mirrored indices
+    // near the ends.
     let mut row_out = vec![0.0; ny];
     for row in out.chunks_exact_mut(ny) {
-        for (j, o) in row_out.iter_mut().enumerate() {
-            *o = if j >= r && j + r < ny {
-                row[j - r..=j + r]
-                    .iter()
-                    .zip(&taps)
-                    .map(|(x, t)| x * t)
-                    .sum()
-            } else {
-                (0..=2 * r)
-                    .map(|k| taps[k] * row[fold(j as isize + k as isize - r as isize, ny)])
-                    .sum()
-            };
+        let edge = |j: usize| -> f64 {
+            (0..=2 * r)
+                .map(|k| taps[k] * row[fold(j as isize + k as isize - r as isize, ny)])
+                .sum()
+        };
+        if ny > 2 * r {
+            let inner = &mut row_out[r..ny - r];
+            inner.iter_mut().for_each(|o| *o = 0.0);
+            for (k, &t) in taps.iter().enumerate() {
+                for (o, &x) in inner.iter_mut().zip(&row[k..k + ny - 2 * r]) {
+                    *o += t * x;
+                }
+            }
+            for j in (0..r).chain(ny - r..ny) {
+                row_out[j] = edge(j);
+            }
+        } else {
+            for j in 0..ny {
+                row_out[j] = edge(j);
+            }
         }
         row.copy_from_slice(&row_out);
     }
