@@ -207,9 +207,7 @@ pub fn estimate_row(
     );
     r.misfit = e.misfit.is_finite().then_some(e.misfit);
     r.warnings = e.warnings.clone();
-    if let serde_json::Value::Object(m) = e.record() {
-        r.extra.extend(m);
-    }
+    r.add_extras(e.record());
     r.extra
         .insert("frame_step".into(), serde_json::json!(frame_step));
     r.extra

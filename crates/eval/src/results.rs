@@ -16,7 +16,10 @@ pub struct SimResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alpha_true: Option<f64>,
     pub alpha_hat: f64,
+    /// NaN where the method has none (the weak form), written as `null`.
+    #[serde(deserialize_with = "nan_if_null")]
     pub stderr: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub safe_loss: f64,
     pub seconds: f64,
     /// Mean reconstruction error `||V_hat - V||^2` (zero-shot and trained modes; Table 5).
@@ -32,6 +35,39 @@ pub struct SimResult {
     /// Mode-specific extras (sub-steps used, optimiser steps, flags).
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`; read `null` back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+impl SimResult {
+    /// The row's own fields: an extra of the same name would be written twice and make the
+    /// row unreadable (serde refuses duplicate fields), so [`SimResult::add_extras`] skips them.
+    pub const FIELDS: [&'static str; 10] = [
+        "path",
+        "process",
+        "alpha_true",
+        "alpha_hat",
+        "stderr",
+        "safe_loss",
+        "seconds",
+        "recon_error",
+        "misfit",
+        "warnings",
+    ];
+
+    /// Add an estimate's record (or any JSON object) to the mode-specific extras, leaving
+    /// out the keys the row already has as fields.
+    pub fn add_extras(&mut self, record: serde_json::Value) {
+        if let serde_json::Value::Object(m) = record {
+            self.extra.extend(
+                m.into_iter()
+                    .filter(|(k, _)| !Self::FIELDS.contains(&k.as_str())),
+            );
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -306,9 +306,7 @@ pub fn infer_video(
             best.alpha_abs
         ));
     }
-    if let serde_json::Value::Object(map) = e.record() {
-        r.extra.extend(map);
-    }
+    r.add_extras(e.record());
     r.recon_error = Some(out.recon * var);
     r.extra
         .insert("ttt_steps".into(), serde_json::json!(ttt_steps));

@@ -70,9 +70,7 @@ pub fn zero_shot_video(
     );
     r.misfit = e.misfit.is_finite().then_some(e.misfit);
     r.warnings = e.warnings.clone();
-    if let serde_json::Value::Object(m) = e.record() {
-        r.extra.extend(m);
-    }
+    r.add_extras(e.record());
     r.recon_error = Some(out.recon_error());
     r.extra.insert(
         "frame_step".into(),

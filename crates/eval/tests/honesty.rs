@@ -86,3 +86,21 @@ fn a_right_fit_is_not_second_guessed() {
         assert!(r.stderr < 1e-4 * truth.abs(), "#{i}: stderr {}", r.stderr);
     }
 }
+
+/// A result row reads back exactly as written, warnings and the estimate's record
+/// included (a key written twice made every cached row unreadable, so `reproduce` silently
+/// recomputed its fit stages on every rerun).
+#[test]
+fn a_result_row_reads_back_as_written() {
+    let (r, _) = fit_draw(26, true);
+    assert!(!r.warnings.is_empty() && r.misfit.is_some() && !r.extra.is_empty());
+    let text = serde_json::to_string(&r).unwrap();
+    let back: SimResult = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(back, r);
+    // A method without an error bar (NaN, written as null) reads back too.
+    let d = safe_eval::universal::draw(4242, 26).unwrap();
+    let w = safe_eval::weak_form::weak_form_video(&d.video, &Default::default()).unwrap();
+    let back: SimResult = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
+    assert_eq!(back.alpha_hat, w.alpha_hat);
+    assert!(w.stderr.is_nan() && back.stderr.is_nan());
+}
