@@ -635,8 +635,8 @@ pub fn binomial_mirror<T: Copy + Into<f64>>(
                 row_out[j] = edge(j);
             }
         } else {
-            for j in 0..ny {
-                row_out[j] = edge(j);
+            for (j, o) in row_out.iter_mut().enumerate() {
+                *o = edge(j);
             }
         }
         row.copy_from_slice(&row_out);
