@@ -20,3 +20,12 @@ pub mod pooling;
 pub mod rate;
 pub mod train;
 pub mod zero_shot;
+
+/// Whether `dev` is (autodiff over) the CPU backend, where the custom ops and host kernels
+/// run; other backends use burn tensor ops.
+pub(crate) fn is_flex(dev: &burn::tensor::Device) -> bool {
+    matches!(
+        dev.clone().without_autodiff().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    )
+}

@@ -152,17 +152,10 @@ impl<B: Backend + SafeBackend + SafeVjp, C: CheckpointStrategy> SafeBackend for 
     }
 }
 
-fn is_flex(t: &Tensor<3>) -> bool {
-    matches!(
-        t.device().without_autodiff().as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_)
-    )
-}
-
 /// The SAFE layer: `P = Phi S(a) F` for `F: [N, H, W]` and `a: [N]` (one `|alpha|` per
 /// frame). Uses the custom op on the CPU backend and [`safe_propagate_tensor_ops`] elsewhere.
 pub fn safe_propagate(f: Tensor<3>, a: Tensor<1>, spec: &SafeSpec) -> Tensor<3> {
-    if is_flex(&f) {
+    if crate::is_flex(&f.device()) {
         Tensor::from_dispatch(<Dispatch as SafeBackend>::safe_propagate(
             f.into_dispatch(),
             a.into_dispatch(),

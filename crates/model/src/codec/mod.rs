@@ -5,10 +5,12 @@
 //! match, then a 1x1 projection to one channel whose weights and bias start at zero, so the
 //! map is exactly the identity at initialisation. The decoder is the same module.
 //!
-//! In training on the CPU each block runs as one custom op ([`op`]) over the host kernels
-//! of [`kernels`] (naive oracle: [`reference`]); elsewhere (inference, GPU) as burn tensor
-//! ops, which the custom op is tested against.
+//! On the CPU each block runs on the host kernels of [`kernels`] (naive oracle:
+//! [`reference`]): in training as one custom autodiff op ([`op`]), in inference directly.
+//! On other backends (GPU), and on an autodiff device with batch normalisation frozen, it
+//! runs as burn tensor ops, which both host paths are tested against.
 
+use crate::is_flex;
 use burn::backend::Dispatch;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -35,14 +37,6 @@ pub fn circular_pad(x: Tensor<4>, p: usize) -> Tensor<4> {
             x.slice_dim(3, 0..p),
         ],
         3,
-    )
-}
-
-/// Whether `dev` is (autodiff over) the CPU backend the host kernels serve.
-fn is_flex(dev: &Device) -> bool {
-    matches!(
-        dev.clone().without_autodiff().as_dispatch(),
-        burn::backend::DispatchDevice::Flex(_)
     )
 }
 
