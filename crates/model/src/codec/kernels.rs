@@ -140,6 +140,21 @@ fn conv_taps(taps: &[f32], m: usize, k: usize, xpad: &[f32], s: &BlockShape, out
     }
 }
 
+/// One frame's convolution `[cin, h, w] -> [cout, h, w]` (without bias), through the scratch
+/// `xpad` (padded input) and `out` (row-padded output).
+fn conv_frame(
+    taps: &[f32],
+    xf: &[f32],
+    s: &BlockShape,
+    xpad: &mut [f32],
+    out: &mut [f32],
+    dst: &mut [f32],
+) {
+    pad_circular(xf, s.cin, s, s.w, s.hw(), xpad);
+    conv_taps(taps, s.cout, s.cin, xpad, s, out);
+    compact(out, s.cout, s, dst);
+}
+
 /// Copy `m` row-padded planes into dense `[m, h, w]`.
 fn compact(padded: &[f32], m: usize, s: &BlockShape, out: &mut [f32]) {
     for ch in 0..m {
@@ -175,9 +190,7 @@ pub fn block_forward(
         .for_each_init(
             || (vec![0.0f32; cin * s.plane()], vec![0.0f32; cout * s.rows()]),
             |(xpad, out), ((uf, xf), mf)| {
-                pad_circular(xf, cin, s, s.w, hw, xpad);
-                conv_taps(&taps, cout, cin, xpad, s, out);
-                compact(out, cout, s, uf);
+                conv_frame(&taps, xf, s, xpad, out, uf);
                 for ((o, plane), m) in uf.chunks_exact_mut(hw).enumerate().zip(mf.iter_mut()) {
                     plane.iter_mut().for_each(|v| *v += b[o]);
                     let mean = lane_sum(plane, |v| v) / hw as f64;
@@ -235,9 +248,7 @@ pub fn block_forward_eval(
         .for_each_init(
             || (vec![0.0f32; cin * s.plane()], vec![0.0f32; cout * s.rows()]),
             |(xpad, out), (yf, xf)| {
-                pad_circular(xf, cin, s, s.w, hw, xpad);
-                conv_taps(&taps, cout, cin, xpad, s, out);
-                compact(out, cout, s, yf);
+                conv_frame(&taps, xf, s, xpad, out, yf);
                 for (o, plane) in yf.chunks_exact_mut(hw).enumerate() {
                     let (scale, shift) = coef[o];
                     plane
