@@ -63,7 +63,8 @@ pub trait SafeVjp: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
-fn flex_f32(t: FlexTensor) -> FlexTensor {
+/// A flex tensor as contiguous `f32` (the host kernels' input); also used by the codec op.
+pub(crate) fn flex_f32(t: FlexTensor) -> FlexTensor {
     if t.dtype() != DType::F32 {
         FlexTensor::from_data(t.into_data().convert::<f32>())
     } else if t.as_slice::<f32>().is_none() {
@@ -73,7 +74,7 @@ fn flex_f32(t: FlexTensor) -> FlexTensor {
     }
 }
 
-fn slice_of(t: &FlexTensor) -> &[f32] {
+pub(crate) fn slice_of(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().expect("contiguous f32 after flex_f32")
 }
 

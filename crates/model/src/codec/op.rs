@@ -7,6 +7,7 @@
 //! against.
 
 use super::kernels::{BlockShape, Saved, block_backward, block_forward};
+use crate::safe_layer::{flex_f32, slice_of};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -14,7 +15,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, TensorData};
+use burn::tensor::TensorData;
 use std::sync::Arc;
 
 /// Fixed settings of a block: batch normalisation's epsilon.
@@ -52,20 +53,6 @@ pub trait CodecHost: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, Self::Saved);
     /// Gradients `[x, w, b, gamma, beta]` given `dL/dy`.
     fn conv_block_vjp(saved: Self::Saved, gy: FloatTensor<Self>) -> [FloatTensor<Self>; 5];
-}
-
-fn flex_f32(t: FlexTensor) -> FlexTensor {
-    if t.dtype() != DType::F32 {
-        FlexTensor::from_data(t.into_data().convert::<f32>())
-    } else if t.as_slice::<f32>().is_none() {
-        t.to_contiguous()
-    } else {
-        t
-    }
-}
-
-fn host(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>().expect("contiguous f32 after flex_f32")
 }
 
 /// The forward's inputs and intermediates, kept on the host for the backward.
@@ -119,11 +106,11 @@ impl CodecHost for Flex {
             w: xs[3],
         };
         let (y, saved) = block_forward(
-            host(&x),
-            host(&w),
-            host(&b),
-            host(&gamma),
-            host(&beta),
+            slice_of(&x),
+            slice_of(&w),
+            slice_of(&b),
+            slice_of(&gamma),
+            slice_of(&beta),
             spec.eps,
             &shape,
         );
@@ -146,13 +133,13 @@ impl CodecHost for Flex {
         let gy = flex_f32(gy);
         let s = k.shape;
         let g = block_backward(
-            host(&k.x),
-            host(&k.w),
-            host(&k.gamma),
-            host(&k.beta),
+            slice_of(&k.x),
+            slice_of(&k.w),
+            slice_of(&k.gamma),
+            slice_of(&k.beta),
             k.spec.eps,
             &k.saved,
-            host(&gy),
+            slice_of(&gy),
             &s,
         );
         let t = |v: Vec<f32>, shape: Vec<usize>| FlexTensor::from_data(TensorData::new(v, shape));
