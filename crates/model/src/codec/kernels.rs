@@ -115,26 +115,12 @@ fn conv_taps(taps: &[f32], m: usize, k: usize, xpad: &[f32], s: &BlockShape, out
         // (m-1) rows + span - 1 < m rows; rhs reads end at (k-1) plane + offset + span - 1
         // <= k plane - 1 (span is chosen for that); lhs is one dense [m, k] matrix.
         unsafe {
-            gemm(
-                m,
-                s.span(),
-                k,
-                out.as_mut_ptr(),
-                1,
-                s.rows() as isize,
+            strided_gemm(
+                (m, s.span(), k),
+                (out.as_mut_ptr(), 1, s.rows() as isize),
                 tap > 0,
-                taps[tap * m * k..].as_ptr(),
-                1,
-                k as isize,
-                xpad[s.tap_offset(tap)..].as_ptr(),
-                1,
-                s.plane() as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                Parallelism::None,
+                (taps[tap * m * k..].as_ptr(), 1, k as isize),
+                (xpad[s.tap_offset(tap)..].as_ptr(), 1, s.plane() as isize),
             );
         }
     }
@@ -153,6 +139,45 @@ fn conv_frame(
     pad_circular(xf, s.cin, s, s.w, s.hw(), xpad);
     conv_taps(taps, s.cout, s.cin, xpad, s, out);
     compact(out, s.cout, s, dst);
+}
+
+/// `dst[m, n] (+)= lhs[m, k] rhs[k, n]` (`accumulate`: add to `dst`), each operand a pointer
+/// with its column and row strides, single-threaded (frames are the parallel unit).
+///
+/// # Safety
+/// Every strided element of the three operands must lie inside its allocation.
+#[allow(clippy::too_many_arguments)]
+unsafe fn strided_gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut f32, isize, isize),
+    accumulate: bool,
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.1,
+            dst.2,
+            accumulate,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        );
+    }
 }
 
 /// Copy `m` row-padded planes into dense `[m, h, w]`.
@@ -415,26 +440,12 @@ pub fn block_backward(
                 // (cout-1) rows + span - 1; rhs reads end at (cin-1) plane + offset + span - 1
                 // <= cin plane - 1, as in `conv_taps`.
                 unsafe {
-                    gemm(
-                        cout,
-                        cin,
-                        s.span(),
-                        k.dw_frame[tap * cout * cin..].as_mut_ptr(),
-                        1,
-                        cin as isize,
+                    strided_gemm(
+                        (cout, cin, s.span()),
+                        (k.dw_frame[tap * cout * cin..].as_mut_ptr(), 1, cin as isize),
                         false,
-                        k.du.as_ptr(),
-                        1,
-                        s.rows() as isize,
-                        k.xpad[s.tap_offset(tap)..].as_ptr(),
-                        s.plane() as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
+                        (k.du.as_ptr(), 1, s.rows() as isize),
+                        (k.xpad[s.tap_offset(tap)..].as_ptr(), s.plane() as isize, 1),
                     );
                 }
             }
