@@ -1,5 +1,6 @@
 //! Fit one video N times with a user's defaults and `--n-sub inf` (for profilers:
 //! `perf record -g target/release/examples/fit_repeat DIR 50`); prints the median seconds.
+//! A third argument `defaults` keeps every default, `--n-sub` included.
 use safe_eval::fitting::{EstimateSettings, SubStepChoice, fit_video};
 use safe_physics::SubSteps;
 
@@ -9,9 +10,13 @@ fn main() {
     let n: usize = a.next().map_or(20, |x| x.parse().expect("N"));
     let v = safe_data::Video::load_sim_dir(std::path::Path::new(&dir), &Default::default())
         .unwrap_or_else(|e| panic!("{dir}: {e}"));
-    let s = EstimateSettings {
-        n_sub: SubStepChoice::Fixed(SubSteps::Infinite),
-        ..Default::default()
+    let s = if a.next().as_deref() == Some("defaults") {
+        EstimateSettings::default()
+    } else {
+        EstimateSettings {
+            n_sub: SubStepChoice::Fixed(SubSteps::Infinite),
+            ..Default::default()
+        }
     };
     let mut t: Vec<f64> = (0..n)
         .map(|_| {

@@ -319,7 +319,8 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
         return Err(FitError::TooFewFrames(frames.len()).to_string());
     }
     let stages = Stages::start();
-    if mean_square_change(frames) <= 0.0 {
+    let change_per_pair = mean_square_change(frames);
+    if change_per_pair <= 0.0 {
         return Err("the video does not change between frames: alpha is unidentifiable".into());
     }
     let mut decisions = Vec::new();
@@ -360,7 +361,6 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
     let lags = [1usize, 2, 4, 8, 16];
     let noise = opts.noise.model(&fwd, 1.0, &lags);
     // Strides: the paper's pairs unless noise is a visible share of the change.
-    let change_per_pair = mean_square_change(frames);
     let share = if change_per_pair > 0.0 {
         2.0 * noise.var * (1.0 - noise.rho_at(1)) / change_per_pair
     } else {
@@ -435,7 +435,7 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
             .into_par_iter()
             .map(|i| {
                 let a = range.0 * (range.1 / range.0).powf(i as f64 / (npts - 1) as f64);
-                (a, c.eval(a).loss)
+                (a, c.loss_at(a))
             })
             .collect();
         let best = scan
@@ -784,24 +784,39 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
     Ok(prep)
 }
 
-/// Mean over frame pairs of the mean square frame-to-frame change.
-fn mean_square_change<T: Copy + Into<f64>>(frames: &[&[T]]) -> f64 {
+/// Mean over frame pairs of the mean square frame-to-frame change (pairs in parallel, their
+/// means summed in order: the result does not depend on the thread count).
+fn mean_square_change<T: Copy + Into<f64> + Sync>(frames: &[&[T]]) -> f64 {
     let pairs = frames.len().saturating_sub(1);
     if pairs == 0 {
         return 0.0;
     }
     let n = frames[0].len() as f64;
-    frames
-        .windows(2)
-        .map(|w| {
-            w[0].iter()
-                .zip(w[1])
-                .map(|(&a, &b)| (b.into() - a.into()).powi(2))
-                .sum::<f64>()
-                / n
-        })
-        .sum::<f64>()
-        / pairs as f64
+    let per_pair: Vec<f64> = frames
+        .par_windows(2)
+        .map(|w| sum_sq_diff(w[0], w[1]) / n)
+        .collect();
+    per_pair.iter().sum::<f64>() / pairs as f64
+}
+
+/// `sum (b - a)^2` in eight running sums (one running sum is a chain of dependent adds
+/// that cannot vectorise).
+fn sum_sq_diff<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| (y.into() - x.into()).powi(2))
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            let d = y[k].into() - x[k].into();
+            acc[k] += d * d;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Raw loss over the noise floor of a fit (infinite when there is no measurable noise).
@@ -1129,18 +1144,25 @@ pub fn finish<T: Copy + Into<f64> + Sync>(
 }
 
 /// Mean square float32 rounding of the frames (the loss floor of noise-free stored data).
-fn rounding_floor<T: Copy + Into<f64>>(frames: &[&[T]]) -> f64 {
+fn rounding_floor<T: Copy + Into<f64> + Sync>(frames: &[&[T]]) -> f64 {
     let n: usize = frames.iter().map(|f| f.len()).sum();
-    let ms = frames
-        .iter()
-        .flat_map(|f| f.iter())
-        .map(|&x| {
-            let v: f64 = x.into();
-            v * v
-        })
-        .sum::<f64>()
-        / n.max(1) as f64;
+    let per_frame: Vec<f64> = frames.par_iter().map(|f| sum_sq(f)).collect();
+    let ms = per_frame.iter().sum::<f64>() / n.max(1) as f64;
     ms * (f32::EPSILON as f64).powi(2)
+}
+
+/// `sum a^2` in eight running sums.
+fn sum_sq<T: Copy + Into<f64>>(a: &[T]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let c = a.chunks_exact(8);
+    let tail: f64 = c.remainder().iter().map(|&x| x.into().powi(2)).sum();
+    for x in c {
+        for k in 0..8 {
+            let v: f64 = x[k].into();
+            acc[k] += v * v;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Name what most likely makes the operator explain the video badly, each with its evidence.
@@ -1290,4 +1312,35 @@ fn worst_pairs(losses: &[f64]) -> Option<String> {
         "frame step (frame pairs {:?} of the operator's order explain the change far worse than the rest: dropped, duplicated or re-exposed frames?)",
         &bad[..bad.len().min(8)]
     ))
+}
+
+#[cfg(test)]
+mod sums {
+    use super::*;
+
+    #[test]
+    fn unrolled_sums_match_the_plain_sums() {
+        for len in [0usize, 1, 7, 8, 9, 100, 1003] {
+            let a: Vec<f32> = (0..len)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+                .collect();
+            let b: Vec<f32> = (0..len)
+                .map(|i| ((i * 53 % 97) as f32 - 40.0) * 0.021)
+                .collect();
+            let d: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| (y as f64 - x as f64).powi(2))
+                .sum();
+            let q: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum();
+            assert!(
+                (sum_sq_diff(&a, &b) - d).abs() <= 1e-12 * d.max(1e-300),
+                "{len}"
+            );
+            assert!((sum_sq(&a) - q).abs() <= 1e-12 * q.max(1e-300), "{len}");
+        }
+        let frames: Vec<Vec<f32>> = (0..4).map(|t| vec![t as f32; 10]).collect();
+        let f: Vec<&[f32]> = frames.iter().map(|v| v.as_slice()).collect();
+        assert_eq!(mean_square_change(&f), 1.0);
+    }
 }

@@ -90,17 +90,24 @@ pub fn weak_form_alpha<T: Copy + Into<f64> + Sync>(
     if ct.is_empty() || px.is_empty() || py.is_empty() {
         return Err("video too small for the weak form's test functions".into());
     }
-    // Time integrals against chi and chi' in one pass over the frames (the weights sum
-    // the mean out once rather than per pixel).
+    // Time integrals against chi and chi' (the weights sum the mean out once rather than
+    // per pixel). A tile of pixels at a time, all frames in order: the partial sums stay in
+    // cache and each pixel's sum runs in the same order as a frame-by-frame pass.
+    const TILE: usize = 1024;
     let integrate = |c: &Vec<f64>, c1: &Vec<f64>| -> (Vec<f64>, Vec<f64>) {
         let (mut u, mut u1) = (vec![0.0; n], vec![0.0; n]);
+        let used: Vec<usize> = (0..t).filter(|&k| c[k] != 0.0 || c1[k] != 0.0).collect();
         let (mut sc, mut sc1) = (0.0, 0.0);
-        for (k, f) in frames.iter().enumerate() {
-            let (w, w1) = (c[k], c1[k]);
-            if w != 0.0 || w1 != 0.0 {
-                sc += w;
-                sc1 += w1;
-                for ((o, o1), &x) in u.iter_mut().zip(u1.iter_mut()).zip(f.iter()) {
+        for &k in &used {
+            sc += c[k];
+            sc1 += c1[k];
+        }
+        for (p0, (ut, u1t)) in u.chunks_mut(TILE).zip(u1.chunks_mut(TILE)).enumerate() {
+            let p0 = p0 * TILE;
+            for &k in &used {
+                let (w, w1) = (c[k], c1[k]);
+                let f = &frames[k][p0..p0 + ut.len()];
+                for ((o, o1), &x) in ut.iter_mut().zip(u1t.iter_mut()).zip(f) {
                     let x: f64 = x.into();
                     *o += w * x;
                     *o1 += w1 * x;

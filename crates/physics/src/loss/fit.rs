@@ -234,24 +234,29 @@ pub fn fit_alpha(curve: &SafeLossCurve, opts: &FitOptions) -> Result<FitResult, 
             curve.noise_active(),
         ),
     )?;
-    let (a, at_bound, evaluations) = minimise_1d(
+    // The scan and golden section need the loss alone (bit for bit eval's).
+    let (a, at_bound, evaluations) = minimise_1d_split(
+        &|a| curve.loss_at(a),
         &|a| curve.eval(a),
         range.0,
         range.1,
         opts.scan_per_decade,
+        9,
+        1e-15,
         true,
     )?;
+    let at = curve.eval(a);
     Ok(FitResult {
         alpha_abs: a,
         stderr: curve.stderr(a),
         safe_loss: curve.raw_loss(a).max(0.0),
-        corrected_loss: curve.eval(a).loss,
+        corrected_loss: at.loss,
         change_energy: curve.change_energy(),
         noise_floor: curve.noise_floor(a),
         at_bound,
         range,
         evaluations,
         n_eff: curve.n_eff(),
-        curvature: curve.eval(a).d2,
+        curvature: at.d2,
     })
 }

@@ -146,7 +146,7 @@ pub fn estimate_noise(v: &VideoSpectra, lags: &[usize]) -> NoiseModel {
     let var = sel.iter().map(|&t| per_frame[t]).sum::<f64>() / sel.len() as f64;
     let in_sel = |t: usize| sel.binary_search(&t).is_ok();
     let rho = lags
-        .iter()
+        .par_iter()
         .map(|&lag| {
             let (mut cross, mut power) = (0.0, 0.0);
             for &t in &sel {
