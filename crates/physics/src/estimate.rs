@@ -898,9 +898,15 @@ pub fn estimate<T: Copy + Into<f64> + Sync>(
     opts: &EstimateOptions,
 ) -> Result<Estimate, String> {
     let stages = Stages::start();
-    let prep = prepare(frames, grid, dt_save, opts)?;
+    // The weak form's second opinion needs only the frames: it runs beside the decisions,
+    // filling the cores where those are serial.
+    let (prep, weak) = rayon::join(
+        || prepare(frames, grid, dt_save, opts),
+        || weak_form_of(frames, grid, dt_save),
+    );
+    let prep = prep?;
     stages.mark("prepare");
-    let e = estimate_prepared(frames, grid, dt_save, opts, prep, &stages)?;
+    let e = estimate_prepared(frames, grid, dt_save, opts, prep, Some(weak), &stages)?;
     Ok(without_implausible_noise(frames, grid, dt_save, opts, e))
 }
 
@@ -939,9 +945,17 @@ fn without_implausible_noise<T: Copy + Into<f64> + Sync>(
         noise: NoiseMode::Off,
         ..opts.clone()
     };
-    let Ok(mut o) = prepare(frames, grid, dt_save, &off)
-        .and_then(|q| estimate_prepared(frames, grid, dt_save, &off, q, &Stages::start()))
-    else {
+    let Ok(mut o) = prepare(frames, grid, dt_save, &off).and_then(|q| {
+        estimate_prepared(
+            frames,
+            grid,
+            dt_save,
+            &off,
+            q,
+            Some(e.weak_form),
+            &Stages::start(),
+        )
+    }) else {
         return e;
     };
     let gap = (o.fit.alpha_abs - e.fit.alpha_abs).abs();
@@ -983,7 +997,7 @@ pub fn fit_prepared<T: Copy + Into<f64> + Sync>(
     opts: &EstimateOptions,
     prep: Prepared,
 ) -> Result<Estimate, String> {
-    estimate_prepared(frames, grid, dt_save, opts, prep, &Stages::start())
+    estimate_prepared(frames, grid, dt_save, opts, prep, None, &Stages::start())
 }
 
 fn estimate_prepared<T: Copy + Into<f64> + Sync>(
@@ -992,6 +1006,7 @@ fn estimate_prepared<T: Copy + Into<f64> + Sync>(
     dt_save: f64,
     opts: &EstimateOptions,
     mut prep: Prepared,
+    weak_form: Option<f64>,
     stages: &Stages,
 ) -> Result<Estimate, String> {
     // An open window decided on its basin already: polish that loss.
@@ -1003,7 +1018,7 @@ fn estimate_prepared<T: Copy + Into<f64> + Sync>(
         stages.mark("polish");
         prep.strides = w.strides.clone();
         let loss = SafeLoss::Window(Box::new(w));
-        let e = finish(frames, grid, dt_save, opts, prep, &loss, fit);
+        let e = finish(frames, grid, dt_save, opts, prep, &loss, fit, weak_form);
         stages.mark("finish");
         return e.map(|e| Estimate {
             loss: Some(FitLoss(std::sync::Arc::new(loss))),
@@ -1028,7 +1043,7 @@ fn estimate_prepared<T: Copy + Into<f64> + Sync>(
             .map_err(|e| e.to_string())?,
     };
     stages.mark("fit");
-    let e = finish(frames, grid, dt_save, opts, prep, &loss, fit);
+    let e = finish(frames, grid, dt_save, opts, prep, &loss, fit, weak_form);
     stages.mark("finish");
     e.map(|e| Estimate {
         loss: Some(FitLoss(std::sync::Arc::new(loss))),
@@ -1037,7 +1052,9 @@ fn estimate_prepared<T: Copy + Into<f64> + Sync>(
 }
 
 /// Judge a fit: bounds, misfit against the noise floor and its likely causes, the error bar.
-pub fn finish<T: Copy + Into<f64> + Sync>(
+/// `weak_form` is the second opinion when already computed.
+#[allow(clippy::too_many_arguments)]
+fn finish<T: Copy + Into<f64> + Sync>(
     frames: &[&[T]],
     grid: &Grid,
     dt_save: f64,
@@ -1045,6 +1062,7 @@ pub fn finish<T: Copy + Into<f64> + Sync>(
     prep: Prepared,
     loss: &SafeLoss,
     fit: FitResult,
+    weak_form: Option<f64>,
 ) -> Result<Estimate, String> {
     if fit.at_bound {
         return Err(format!(
@@ -1108,16 +1126,7 @@ pub fn finish<T: Copy + Into<f64> + Sync>(
     // A second opinion that shares none of the fit's assumptions about boundary, noise or
     // frame pairs: where the two disagree far beyond the error bar, one of them is wrong
     // and the software cannot tell which, so the bar covers both.
-    let weak_form = crate::weak_form::weak_form_alpha(
-        frames,
-        grid.nx,
-        grid.ny,
-        grid.dx,
-        grid.dy,
-        dt_save,
-        &crate::weak_form::WeakForm::default(),
-    )
-    .unwrap_or(f64::NAN);
+    let weak_form = weak_form.unwrap_or_else(|| weak_form_of(frames, grid, dt_save));
     let signed = prep.process.sign() * fit.alpha_abs;
     let gap = (weak_form - signed).abs();
     if weak_form * signed > 0.0
@@ -1141,6 +1150,20 @@ pub fn finish<T: Copy + Into<f64> + Sync>(
         warnings,
         loss: None,
     })
+}
+
+/// The weak form's `alpha` with its default test functions (NaN where it has none).
+fn weak_form_of<T: Copy + Into<f64> + Sync>(frames: &[&[T]], grid: &Grid, dt_save: f64) -> f64 {
+    crate::weak_form::weak_form_alpha(
+        frames,
+        grid.nx,
+        grid.ny,
+        grid.dx,
+        grid.dy,
+        dt_save,
+        &crate::weak_form::WeakForm::default(),
+    )
+    .unwrap_or(f64::NAN)
 }
 
 /// Mean square float32 rounding of the frames (the loss floor of noise-free stored data).
