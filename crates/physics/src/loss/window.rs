@@ -681,14 +681,18 @@ fn high_pass_map<T: Copy + Into<f64> + Sync>(frames: &[&[T]], nx: usize, ny: usi
     let sel: Vec<usize> = (0..frames.len())
         .filter(|&t| power[t] <= 1.25 * min)
         .collect();
+    // Rows in parallel; each pixel still sums its frames in order.
     let mut map = vec![0.0; nx * ny];
-    for &t in &sel {
-        for i in 1..nx - 1 {
-            for j in 1..ny - 1 {
-                map[i * ny + j] += hp(frames[t], i, j).powi(2) / sel.len() as f64;
+    map.par_chunks_mut(ny)
+        .enumerate()
+        .filter(|(i, _)| *i >= 1 && *i + 1 < nx)
+        .for_each(|(i, row)| {
+            for &t in &sel {
+                for j in 1..ny - 1 {
+                    row[j] += hp(frames[t], i, j).powi(2) / sel.len() as f64;
+                }
             }
-        }
-    }
+        });
     map
 }
 
