@@ -790,6 +790,12 @@ pub fn write_report(root: &Path, o: &Outcome) -> Result<PathBuf> {
     for (s, t) in &o.stage_seconds {
         writeln!(r, "| {s} | {t:.1} |")?;
     }
+    let total: f64 = o.stage_seconds.iter().map(|x| x.1).sum();
+    writeln!(
+        r,
+        "| **total (this run; stages reused from an earlier run count only their loading)** | {total:.1} ({:.0} min) |",
+        total / 60.0
+    )?;
     writeln!(
         r,
         "\nRerun with `safe-pit-cm reproduce --out {} --profile {}`: finished stages are reused, changed ones recomputed.",
