@@ -59,6 +59,7 @@ pub fn zero_shot_video(
         prep,
         &out.loss,
         fit,
+        None,
     )?;
     let mut r = result_row(
         video,

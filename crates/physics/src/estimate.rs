@@ -1054,7 +1054,7 @@ fn estimate_prepared<T: Copy + Into<f64> + Sync>(
 /// Judge a fit: bounds, misfit against the noise floor and its likely causes, the error bar.
 /// `weak_form` is the second opinion when already computed.
 #[allow(clippy::too_many_arguments)]
-fn finish<T: Copy + Into<f64> + Sync>(
+pub fn finish<T: Copy + Into<f64> + Sync>(
     frames: &[&[T]],
     grid: &Grid,
     dt_save: f64,
