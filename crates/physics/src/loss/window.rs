@@ -688,8 +688,8 @@ fn high_pass_map<T: Copy + Into<f64> + Sync>(frames: &[&[T]], nx: usize, ny: usi
         .filter(|(i, _)| *i >= 1 && *i + 1 < nx)
         .for_each(|(i, row)| {
             for &t in &sel {
-                for j in 1..ny - 1 {
-                    row[j] += hp(frames[t], i, j).powi(2) / sel.len() as f64;
+                for (j, x) in row.iter_mut().enumerate().take(ny - 1).skip(1) {
+                    *x += hp(frames[t], i, j).powi(2) / sel.len() as f64;
                 }
             }
         });
