@@ -454,7 +454,8 @@ impl WindowLoss {
         for (si, &h) in self.strides.iter().enumerate() {
             let (mx, my) = self.margins[si];
             let pairs = self.pairs(si);
-            let s: f64 = (0..pairs)
+            // Collected, then summed in order: the same bits whatever the thread count.
+            let per_pair: Vec<f64> = (0..pairs)
                 .into_par_iter()
                 .map(|t| {
                     let (a, b) = (
@@ -469,7 +470,8 @@ impl WindowLoss {
                     }
                     acc
                 })
-                .sum();
+                .collect();
+            let s: f64 = per_pair.iter().sum();
             let npix = ((nx - 2 * mx) * (ny - 2 * my)) as f64;
             let l = s / (pairs.max(1) as f64 * npix) / ns;
             raw += l;
