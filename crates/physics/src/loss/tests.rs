@@ -117,6 +117,33 @@ fn window_loss_matches_naive_masked_loss() {
 }
 
 #[test]
+fn window_loss_is_the_same_bits_on_any_thread_count() {
+    let g = Grid::new(40, 36, 0.5, 0.6).unwrap();
+    let frames = random_frames(&g, 24, 5);
+    let refs: Vec<&[f64]> = frames.iter().map(|f| f.as_slice()).collect();
+    let s = spec(Boundary::Open, Laplacian::Continuum, SubSteps::Infinite);
+    let mut w = WindowLoss::new(&refs, &g, s, 0.25, &[1, 2]);
+    w.set_margins(0.4);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let e = w.eval_pairs(0.3, &w.all_pairs(), 2, true);
+            let (raw, corr) = w.change_at_zero();
+            let mut bits = vec![e.point.loss, e.point.d1, e.point.d2, e.raw, raw, corr];
+            bits.extend(&e.block_d1);
+            bits.iter().map(|x| x.to_bits()).collect::<Vec<u64>>()
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3, 7] {
+        assert_eq!(run(threads), one, "{threads} threads");
+    }
+}
+
+#[test]
 fn derivatives_match_finite_differences() {
     let g = Grid::new(28, 24, 0.5, 0.5).unwrap();
     let frames = video(g, 0.4, 0.005, 150, 50, 3);

@@ -317,25 +317,27 @@ impl WindowLoss {
         let (bx, by) = (nx.div_ceil(self.block), ny.div_ceil(self.block));
         let nb = if blocks { bx * by } else { 0 };
         let zero = || (LossPoint::default(), 0.0, vec![0.0; nb]);
-        let (mut point, raw, mut bd1) = pairs
+        // Each pair's share in parallel, then summed in pair order: the same bits whatever
+        // the thread count (a parallel reduce's tree follows work stealing).
+        let per_pair: Vec<(LossPoint, f64, Vec<f64>)> = pairs
             .par_iter()
-            .fold(
+            .map_init(
                 || {
                     (
-                        zero(),
                         dct.scratch(),
                         vec![0.0; n],
                         [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
                     )
                 },
-                |(mut acc, mut s, mut buf, mut fields), &(si, t)| {
+                |(s, buf, fields), &(si, t)| {
+                    let mut acc = zero();
                     let h = self.strides[si];
                     let x = &self.coeffs[t * n..(t + 1) * n];
                     for k in 0..=order.min(2) as usize {
                         for ((b, &c), &m) in buf.iter_mut().zip(x).zip(&mult[si][k]) {
                             *b = c * m;
                         }
-                        dct.inverse(&mut buf, &mut fields[k], &mut s);
+                        dct.inverse(buf, &mut fields[k], s);
                     }
                     let (mx, my) = self.margins[si];
                     let npix = ((nx - 2 * mx) * (ny - 2 * my)) as f64;
@@ -371,18 +373,18 @@ impl WindowLoss {
                     acc.0.gauss_newton += 2.0 * w * gn;
                     acc.0.d2 += 2.0 * w * (gn + d2);
                     acc.1 += w * l;
-                    (acc, s, buf, fields)
+                    acc
                 },
             )
-            .map(|(acc, _, _, _)| acc)
-            .reduce(zero, |mut x, y| {
-                x.0 += y.0;
-                x.1 += y.1;
-                for (p, q) in x.2.iter_mut().zip(&y.2) {
-                    *p += q;
-                }
-                x
-            });
+            .collect();
+        let (mut point, raw, mut bd1) = per_pair.into_iter().fold(zero(), |mut x, y| {
+            x.0 += y.0;
+            x.1 += y.1;
+            for (p, q) in x.2.iter_mut().zip(&y.2) {
+                *p += q;
+            }
+            x
+        });
         // Expected noise share per interior pixel: var * int Phi^2 (m^2 - 2 rho m + 1) over
         // the frequency square, with var the noise over that stride's interior.
         if self.noise.var > 0.0 {
