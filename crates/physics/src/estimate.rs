@@ -71,6 +71,8 @@ pub struct Prepared {
     pub noise: NoiseModel,
     /// Kernel mass allowed past the mask of an open window.
     pub tol: f64,
+    /// Expected noise share of the frame-to-frame change (NaN where not measured).
+    pub noise_share: f64,
     pub decisions: Vec<Decision>,
     pub warnings: Vec<String>,
     /// `|alpha|` of the alternative discretisation when the data could not tell the two
@@ -100,6 +102,7 @@ impl Prepared {
             strides,
             noise,
             tol: KERNEL_TAIL,
+            noise_share: f64::NAN,
             decisions: Vec::new(),
             warnings: Vec::new(),
             ambiguous_alt: None,
@@ -673,6 +676,7 @@ pub fn prepare<T: Copy + Into<f64> + Sync>(
         strides: strides.clone(),
         noise,
         tol,
+        noise_share: share,
         decisions,
         warnings,
         ambiguous_alt,
@@ -794,25 +798,25 @@ fn mean_square_change<T: Copy + Into<f64> + Sync>(frames: &[&[T]]) -> f64 {
     let n = frames[0].len() as f64;
     let per_pair: Vec<f64> = frames
         .par_windows(2)
-        .map(|w| sum_sq_diff(w[0], w[1]) / n)
+        .map(|w| sum_sq_of(w[0], w[1], |x, y| y - x) / n)
         .collect();
     per_pair.iter().sum::<f64>() / pairs as f64
 }
 
-/// `sum (b - a)^2` in eight running sums (one running sum is a chain of dependent adds
-/// that cannot vectorise).
-fn sum_sq_diff<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
+/// `sum term(a_i, b_i)^2` in eight running sums (one running sum is a chain of dependent
+/// adds that cannot vectorise).
+fn sum_sq_of<T: Copy + Into<f64>>(a: &[T], b: &[T], term: impl Fn(f64, f64) -> f64) -> f64 {
     let mut acc = [0.0f64; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f64 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(&x, &y)| (y.into() - x.into()).powi(2))
+        .map(|(&x, &y)| term(x.into(), y.into()).powi(2))
         .sum();
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
-            let d = y[k].into() - x[k].into();
+            let d = term(x[k].into(), y[k].into());
             acc[k] += d * d;
         }
     }
@@ -926,8 +930,7 @@ fn without_implausible_noise<T: Copy + Into<f64> + Sync>(
     // Only where the correction is a visible share of the change: on clean videos the
     // "noise" is float rounding, a misfit below 1 is common and the correction moves nothing.
     let noise = &e.prepared.noise;
-    let change = mean_square_change(frames);
-    let share = 2.0 * noise.var * (1.0 - noise.rho_at(1)) / change;
+    let share = e.prepared.noise_share;
     if opts.noise != NoiseMode::Auto
         || e.misfit >= MISFIT_LOW
         || noise.var <= 0.0
@@ -1169,23 +1172,12 @@ fn weak_form_of<T: Copy + Into<f64> + Sync>(frames: &[&[T]], grid: &Grid, dt_sav
 /// Mean square float32 rounding of the frames (the loss floor of noise-free stored data).
 fn rounding_floor<T: Copy + Into<f64> + Sync>(frames: &[&[T]]) -> f64 {
     let n: usize = frames.iter().map(|f| f.len()).sum();
-    let per_frame: Vec<f64> = frames.par_iter().map(|f| sum_sq(f)).collect();
+    let per_frame: Vec<f64> = frames
+        .par_iter()
+        .map(|f| sum_sq_of(f, f, |x, _| x))
+        .collect();
     let ms = per_frame.iter().sum::<f64>() / n.max(1) as f64;
     ms * (f32::EPSILON as f64).powi(2)
-}
-
-/// `sum a^2` in eight running sums.
-fn sum_sq<T: Copy + Into<f64>>(a: &[T]) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let c = a.chunks_exact(8);
-    let tail: f64 = c.remainder().iter().map(|&x| x.into().powi(2)).sum();
-    for x in c {
-        for k in 0..8 {
-            let v: f64 = x[k].into();
-            acc[k] += v * v;
-        }
-    }
-    acc.iter().sum::<f64>() + tail
 }
 
 /// Name what most likely makes the operator explain the video badly, each with its evidence.
@@ -1356,11 +1348,9 @@ mod sums {
                 .map(|(&x, &y)| (y as f64 - x as f64).powi(2))
                 .sum();
             let q: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum();
-            assert!(
-                (sum_sq_diff(&a, &b) - d).abs() <= 1e-12 * d.max(1e-300),
-                "{len}"
-            );
-            assert!((sum_sq(&a) - q).abs() <= 1e-12 * q.max(1e-300), "{len}");
+            let (fast_d, fast_q) = (sum_sq_of(&a, &b, |x, y| y - x), sum_sq_of(&a, &a, |x, _| x));
+            assert!((fast_d - d).abs() <= 1e-12 * d.max(1e-300), "{len}");
+            assert!((fast_q - q).abs() <= 1e-12 * q.max(1e-300), "{len}");
         }
         let frames: Vec<Vec<f32>> = (0..4).map(|t| vec![t as f32; 10]).collect();
         let f: Vec<&[f32]> = frames.iter().map(|v| v.as_slice()).collect();

@@ -146,7 +146,6 @@ fn conv_frame(
 ///
 /// # Safety
 /// Every strided element of the three operands must lie inside its allocation.
-#[allow(clippy::too_many_arguments)]
 unsafe fn strided_gemm(
     (m, n, k): (usize, usize, usize),
     dst: (*mut f32, isize, isize),

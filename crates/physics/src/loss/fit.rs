@@ -88,45 +88,13 @@ pub fn check_range(r: Option<(f64, f64)>, default: (f64, f64)) -> Result<(f64, f
     }
 }
 
-/// Minimise `f` over `[lo, hi]`: a log-spaced global scan (the loss has several basins when
-/// `N_sub` is unstable), then safeguarded Newton on `L'(a) = 0` inside the best bracket,
-/// which is precise to rounding because `L'` carries no large cancelling terms. Returns
+/// Minimise over `[lo, hi]`: a log-spaced global scan of `value` (the loss alone, which may
+/// cost less than its derivatives; the loss has several basins when `N_sub` is unstable),
+/// at least `min_points` points, then safeguarded Newton on `L'(a) = 0` with `f` inside the
+/// best bracket, stopped at a relative step of `rel_tol` (precise to rounding at 1e-15,
+/// because `L'` carries no large cancelling terms; a basin located for a later polish needs
+/// less). Where the scan's best is on the range edge, golden section on `value`. Returns
 /// `(a, at_bound, evaluations)`.
-pub fn minimise_1d(
-    f: &(dyn Fn(f64) -> LossPoint + Sync),
-    lo: f64,
-    hi: f64,
-    per_decade: usize,
-    parallel_scan: bool,
-) -> Result<(f64, bool, usize), FitError> {
-    minimise_1d_with(f, lo, hi, per_decade, 9, 1e-15, parallel_scan)
-}
-
-/// [`minimise_1d`] with at least `min_points` scan points and Newton stopped at a relative
-/// step of `rel_tol` (a basin located for a later polish needs no more).
-pub fn minimise_1d_with(
-    f: &(dyn Fn(f64) -> LossPoint + Sync),
-    lo: f64,
-    hi: f64,
-    per_decade: usize,
-    min_points: usize,
-    rel_tol: f64,
-    parallel_scan: bool,
-) -> Result<(f64, bool, usize), FitError> {
-    minimise_1d_split(
-        &|a| f(a).loss,
-        f,
-        lo,
-        hi,
-        per_decade,
-        min_points,
-        rel_tol,
-        parallel_scan,
-    )
-}
-
-/// [`minimise_1d_with`] where the scan and the golden section call `value` (the loss alone,
-/// which may cost less than its derivatives) and Newton calls `f`.
 #[allow(clippy::too_many_arguments)]
 pub fn minimise_1d_split(
     value: &(dyn Fn(f64) -> f64 + Sync),
