@@ -596,10 +596,10 @@ pub fn binomial_mirror<T: Copy + Into<f64>>(
     ny: usize,
     q: u32,
 ) {
-    for (o, &x) in out.iter_mut().zip(u) {
-        *o = x.into();
-    }
     if q == 0 {
+        for (o, &x) in out.iter_mut().zip(u) {
+            *o = x.into();
+        }
         return;
     }
     // The 2q+1 taps C(2q, j) / 4^q.
@@ -613,49 +613,60 @@ pub fn binomial_mirror<T: Copy + Into<f64>>(
         }
         taps = next;
     }
-    let fold = |i: isize, n: usize| -> usize {
-        let n = n as isize;
-        let p = i.rem_euclid(2 * n);
-        (if p < n { p } else { 2 * n - 1 - p }) as usize
+    // Source index of every padded position `i - r` under the mirror, computed once: a
+    // division per tap per edge pixel cost more than the whole filter.
+    let fold_table = |n: usize| -> Vec<usize> {
+        let m = n as isize;
+        (0..n + 2 * r)
+            .map(|i| {
+                let p = (i as isize - r as isize).rem_euclid(2 * m);
+                (if p < m { p } else { 2 * m - 1 - p }) as usize
+            })
+            .collect()
     };
-    // Along axis 2 (rows): shifted whole-row axpys inside (vectorised), mirrored indices
-    // near the ends.
-    let mut row_out = vec![0.0; ny];
-    for row in out.chunks_exact_mut(ny) {
-        let edge = |j: usize| -> f64 {
-            (0..=2 * r)
-                .map(|k| taps[k] * row[fold(j as isize + k as isize - r as isize, ny)])
-                .sum()
-        };
-        if ny > 2 * r {
-            let inner = &mut row_out[r..ny - r];
-            inner.iter_mut().for_each(|o| *o = 0.0);
-            for (k, &t) in taps.iter().enumerate() {
-                for (o, &x) in inner.iter_mut().zip(&row[k..k + ny - 2 * r]) {
-                    *o += t * x;
-                }
-            }
-            for j in (0..r).chain(ny - r..ny) {
-                row_out[j] = edge(j);
-            }
-        } else {
-            for (j, o) in row_out.iter_mut().enumerate() {
-                *o = edge(j);
-            }
+    let (fold_x, fold_y) = (fold_table(nx), fold_table(ny));
+    // Along axis 2: each row padded with its mirror image, then the taps.
+    let mut pad = vec![0.0; ny + 2 * r];
+    let mut rows = vec![0.0; nx * ny];
+    for (row, o) in u.chunks_exact(ny).zip(rows.chunks_exact_mut(ny)) {
+        for (p, &s) in pad.iter_mut().zip(&fold_y) {
+            *p = row[s].into();
         }
-        row.copy_from_slice(&row_out);
+        let lines: Vec<&[f64]> = (0..taps.len()).map(|k| &pad[k..k + ny]).collect();
+        fir(o, &taps, &lines);
     }
-    // Along axis 1: whole rows at a time (vectorised axpy).
-    let src = out.to_vec();
-    for i in 0..nx {
-        let o = &mut out[i * ny..(i + 1) * ny];
-        o.iter_mut().for_each(|x| *x = 0.0);
-        for (k, &t) in taps.iter().enumerate() {
-            let s = fold(i as isize + k as isize - r as isize, nx);
-            for (x, &y) in o.iter_mut().zip(&src[s * ny..(s + 1) * ny]) {
-                *x += t * y;
+    // Along axis 1: the taps over whole rows.
+    for (i, o) in out.chunks_exact_mut(ny).enumerate() {
+        let lines: Vec<&[f64]> = (0..taps.len())
+            .map(|k| &rows[fold_x[i + k] * ny..(fold_x[i + k] + 1) * ny])
+            .collect();
+        fir(o, &taps, &lines);
+    }
+}
+
+/// `out[j] = sum_k taps[k] * lines[k][j]`, summed over `k` in order, eight outputs at a time
+/// in registers (one store per output instead of one per tap).
+fn fir(out: &mut [f64], taps: &[f64], lines: &[&[f64]]) {
+    const W: usize = 8;
+    let n = out.len();
+    let mut j = 0;
+    while j + W <= n {
+        let mut acc = [0.0f64; W];
+        for (&t, line) in taps.iter().zip(lines) {
+            let x: &[f64; W] = line[j..j + W].try_into().expect("W values");
+            for (a, &v) in acc.iter_mut().zip(x) {
+                *a += t * v;
             }
         }
+        out[j..j + W].copy_from_slice(&acc);
+        j += W;
+    }
+    for (jj, o) in out.iter_mut().enumerate().skip(j) {
+        let mut a = 0.0;
+        for (&t, line) in taps.iter().zip(lines) {
+            a += t * line[jj];
+        }
+        *o = a;
     }
 }
 
