@@ -91,13 +91,14 @@ pub fn check_range(r: Option<(f64, f64)>, default: (f64, f64)) -> Result<(f64, f
 /// Minimise over `[lo, hi]`: a log-spaced global scan of `value` (the loss alone, which may
 /// cost less than its derivatives; the loss has several basins when `N_sub` is unstable),
 /// at least `min_points` points, then safeguarded Newton on `L'(a) = 0` with `f` inside the
-/// best bracket, stopped at a relative step of `rel_tol` (precise to rounding at 1e-15,
+/// best bracket (confirmed by `slope`, `L'` alone, which may also cost less), stopped at a relative step of `rel_tol` (precise to rounding at 1e-15,
 /// because `L'` carries no large cancelling terms; a basin located for a later polish needs
 /// less). Where the scan's best is on the range edge, golden section on `value`. Returns
 /// `(a, at_bound, evaluations)`.
 #[allow(clippy::too_many_arguments)]
 pub fn minimise_1d_split(
     value: &(dyn Fn(f64) -> f64 + Sync),
+    slope: &(dyn Fn(f64) -> f64 + Sync),
     f: &(dyn Fn(f64) -> LossPoint + Sync),
     lo: f64,
     hi: f64,
@@ -129,14 +130,25 @@ pub fn minimise_1d_split(
     let i = best.1;
     let (mut a_lo, mut a_hi) = (grid[i.saturating_sub(1)], grid[(i + 1).min(npts - 1)]);
     let mut a = grid[i];
-    let d_lo = f(a_lo).d1;
-    let d_hi = f(a_hi).d1;
-    evals += 2;
-    if d_lo < 0.0 && d_hi > 0.0 {
+    // The slope at the scan's best says on which side of it the minimum lies; the slope at
+    // that side's neighbour confirms the sign-change bracket (one evaluation, not two).
+    let mut p = f(a);
+    evals += 1;
+    let bracket = if p.d1 == 0.0 {
+        Some((a_lo, a_hi))
+    } else if p.d1 < 0.0 && i + 1 < npts {
+        evals += 1;
+        (slope(a_hi) > 0.0).then_some((a, a_hi))
+    } else if p.d1 > 0.0 && i > 0 {
+        evals += 1;
+        (slope(a_lo) < 0.0).then_some((a_lo, a))
+    } else {
+        None
+    };
+    if let Some((l, u)) = bracket {
+        (a_lo, a_hi) = (l, u);
         // rtsafe: Newton steps kept inside a shrinking sign-change bracket.
         for _ in 0..200 {
-            let p = f(a);
-            evals += 1;
             if p.d1 < 0.0 {
                 a_lo = a;
             } else {
@@ -158,6 +170,8 @@ pub fn minimise_1d_split(
             if done {
                 break;
             }
+            p = f(a);
+            evals += 1;
         }
         Ok((a, false, evals))
     } else {
@@ -205,6 +219,7 @@ pub fn fit_alpha(curve: &SafeLossCurve, opts: &FitOptions) -> Result<FitResult, 
     // The scan and golden section need the loss alone (bit for bit eval's).
     let (a, at_bound, evaluations) = minimise_1d_split(
         &|a| curve.loss_at(a),
+        &|a| curve.eval(a).d1,
         &|a| curve.eval(a),
         range.0,
         range.1,

@@ -15,6 +15,7 @@ use crate::basis::Basis;
 use crate::dct2::Dct2;
 use crate::fft2::C64;
 use crate::grid::Grid;
+use crate::operator::symbol::grid_multipliers;
 use crate::operator::{Boundary, KERNEL_TAIL, OperatorSpec, SafeOperator};
 use rayon::prelude::*;
 
@@ -46,9 +47,11 @@ pub struct WindowLoss {
     /// the noise variance varies over the window (shot noise follows the intensity).
     noise_map: Vec<f64>,
     /// Quadrature of the white-noise terms over the continuous frequency square: per node
-    /// `(mu, Phi^2, weight)` on the cosine grid extended to `theta = pi` (trapezoid rule;
-    /// an interior pixel sees the unbounded kernel, not the mirrored basis's trace).
-    quad: Vec<(f64, f64, f64)>,
+    /// `(Phi^2, weight)` on the cosine grid extended to `theta = pi` (trapezoid rule; an
+    /// interior pixel sees the unbounded kernel, not the mirrored basis's trace), row major.
+    quad: Vec<(f64, f64)>,
+    /// The nodes' eigenvalues along each axis (`mu = mu_x + mu_y`).
+    quad_mu: (Vec<f64>, Vec<f64>),
 }
 
 impl std::fmt::Debug for WindowLoss {
@@ -151,13 +154,14 @@ impl WindowLoss {
                     .collect()
             };
             let (ax, ay) = (axis(grid.nx, grid.dx), axis(grid.ny, grid.dy));
-            ay.iter()
-                .flat_map(|&(my, fy, wy)| {
-                    ax.iter()
-                        .map(move |&(mx, fx, wx)| (mx + my, fx * fy, wx * wy))
-                })
-                .collect()
+            let nodes = ay
+                .iter()
+                .flat_map(|&(_, fy, wy)| ax.iter().map(move |&(_, fx, wx)| (fx * fy, wx * wy)))
+                .collect();
+            let mu = |v: &[(f64, f64, f64)]| v.iter().map(|x| x.0).collect();
+            (nodes, (mu(&ax), mu(&ay)))
         };
+        let (quad, quad_mu) = quad;
         let mut w = WindowLoss {
             op,
             margins: vec![(0, 0); strides.len()],
@@ -172,6 +176,7 @@ impl WindowLoss {
             block,
             noise_map,
             quad,
+            quad_mu,
         };
         w.build_reach();
         w.set_margins(0.0);
@@ -304,14 +309,20 @@ impl WindowLoss {
             .strides
             .iter()
             .map(|&h| {
-                let mut m = [vec![0.0; n], vec![0.0; n], vec![0.0; n]];
-                for (i, &mu) in self.op.mu.iter().enumerate() {
-                    let (a0, a1, a2) = self.op.multiplier(mu, a, h);
-                    m[0][i] = a0;
-                    m[1][i] = a1;
-                    m[2][i] = a2;
-                }
-                m
+                // The derivatives only where this evaluation uses them.
+                let nd = if order >= 1 { n } else { 0 };
+                let [mut m0, mut m1, mut m2] = [vec![0.0; n], vec![0.0; nd], vec![0.0; nd]];
+                grid_multipliers(
+                    &self.op.mu_x,
+                    &self.op.mu_y,
+                    a,
+                    self.op.dt_save * h as f64,
+                    self.op.spec.n_sub.times(h),
+                    &mut m0,
+                    &mut m1,
+                    &mut m2,
+                );
+                [m0, m1, m2]
             })
             .collect();
         let (bx, by) = (nx.div_ceil(self.block), ny.div_ceil(self.block));
@@ -333,12 +344,21 @@ impl WindowLoss {
                     let mut acc = zero();
                     let h = self.strides[si];
                     let x = &self.coeffs[t * n..(t + 1) * n];
-                    for k in 0..=order.min(2) as usize {
-                        for ((b, &c), &m) in buf.iter_mut().zip(x).zip(&mult[si][k]) {
-                            *b = c * m;
+                    // At a = 0 the operator is the identity: the prediction is the frame.
+                    let identity = a == 0.0 && order == 0;
+                    if !identity {
+                        for k in 0..=order.min(2) as usize {
+                            for ((b, &c), &m) in buf.iter_mut().zip(x).zip(&mult[si][k]) {
+                                *b = c * m;
+                            }
+                            dct.inverse(buf, &mut fields[k], s);
                         }
-                        dct.inverse(buf, &mut fields[k], s);
                     }
+                    let pred = if identity {
+                        &self.target[t * n..(t + 1) * n]
+                    } else {
+                        &fields[0][..]
+                    };
                     let (mx, my) = self.margins[si];
                     let npix = ((nx - 2 * mx) * (ny - 2 * my)) as f64;
                     let w = ws / (count[si] as f64 * npix);
@@ -348,7 +368,7 @@ impl WindowLoss {
                         let row = i * ny;
                         let (mut rl, mut rd1, mut rgn, mut rd2) = (0.0, 0.0, 0.0, 0.0);
                         for j in my..ny - my {
-                            let r = fields[0][row + j] - tgt[row + j];
+                            let r = pred[row + j] - tgt[row + j];
                             rl += r * r;
                             if order >= 1 {
                                 let p1 = fields[1][row + j];
@@ -524,9 +544,21 @@ impl WindowLoss {
     /// `int Phi^2 (m^2 - 2 rho m + 1)` over the frequency square and its first two
     /// derivatives in `a`, for stride `h`.
     fn noise_terms(&self, a: f64, h: usize, rho: f64) -> (f64, f64, f64) {
+        let len = self.quad.len();
+        let (mut m, mut m1, mut m2) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
+        grid_multipliers(
+            &self.quad_mu.0,
+            &self.quad_mu.1,
+            a,
+            self.op.dt_save * h as f64,
+            self.op.spec.n_sub.times(h),
+            &mut m,
+            &mut m1,
+            &mut m2,
+        );
         let (mut c, mut c1, mut c2) = (0.0, 0.0, 0.0);
-        for &(mu, f2, wq) in &self.quad {
-            let (m, m1, m2) = self.op.multiplier(mu, a, h);
+        for (k, &(f2, wq)) in self.quad.iter().enumerate() {
+            let (m, m1, m2) = (m[k], m1[k], m2[k]);
             let w = f2 * wq;
             c += w * (m * m - 2.0 * rho * m + 1.0);
             c1 += w * 2.0 * (m - rho) * m1;
@@ -564,7 +596,7 @@ impl WindowLoss {
     /// low-pass's participation ratio `(mean Phi^2)^2 / mean Phi^4`.
     pub fn n_eff(&self) -> f64 {
         let (mut s2, mut s4, mut sw) = (0.0, 0.0, 0.0);
-        for &(_, f2, w) in &self.quad {
+        for &(f2, w) in &self.quad {
             s2 += w * f2;
             s4 += w * f2 * f2;
             sw += w;
@@ -759,19 +791,20 @@ pub fn coarse_fit(
         .ok_or(FitError::WindowTooSmall)?;
     w.set_margins(hi);
     let coarse = w.coarse_pairs();
-    let change = w.eval_pairs(0.0, &coarse, 0, false).raw;
-    if change.is_nan() || change <= 0.0 {
+    let c0 = w.eval_pairs(0.0, &coarse, 0, false);
+    if c0.raw.is_nan() || c0.raw <= 0.0 {
         return Err(FitError::NoStructure);
     }
     let f = |a: f64| w.eval_pairs(a, &coarse, 2, false).point;
     // The scan needs the loss alone: one inverse transform per pair instead of three.
     let value = |a: f64| w.eval_pairs(a, &coarse, 0, false).point.loss;
+    let slope = |a: f64| w.eval_pairs(a, &coarse, 1, false).point.d1;
     let narrowed = hint.and_then(|(h, spread)| {
         let (l, u) = ((h / spread).max(range.0), (h * spread).min(hi));
         if !(l < u && h.is_finite()) {
             return None;
         }
-        let r = minimise_1d_split(&value, &f, l, u, 3, 4, 1e-7, false).ok()?;
+        let r = minimise_1d_split(&value, &slope, &f, l, u, 3, 4, 1e-7, false).ok()?;
         // On the narrowed range's own edge (not the true one): the hint was wrong.
         let edge = (r.1 && (r.0 - l).abs() <= 1e-3 * l && l > range.0)
             || (r.1 && (u - r.0).abs() <= 1e-3 * u && u < hi);
@@ -779,10 +812,9 @@ pub fn coarse_fit(
     });
     let (a0, at_bound, evaluations) = match narrowed {
         Some(r) => r,
-        None => minimise_1d_split(&value, &f, range.0, hi, 3, 9, 1e-7, false)?,
+        None => minimise_1d_split(&value, &slope, &f, range.0, hi, 3, 9, 1e-7, false)?,
     };
     let e = w.eval_pairs(a0, &coarse, 0, false);
-    let c0 = w.eval_pairs(0.0, &coarse, 0, false);
     let fit = FitResult {
         alpha_abs: a0,
         stderr: f64::NAN,

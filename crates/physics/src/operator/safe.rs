@@ -19,8 +19,11 @@ pub struct SafeOperator {
     pub spec: OperatorSpec,
     pub dt_save: f64,
     pub basis: Basis,
-    /// Laplacian eigenvalue magnitude of each stored coefficient.
+    /// Laplacian eigenvalue magnitude of each stored coefficient, `mu_x[kx] + mu_y[ky]`.
     pub mu: Vec<f64>,
+    /// Its parts along each axis, per stored `kx` and per stored row `ky`.
+    pub mu_x: Vec<f64>,
+    pub mu_y: Vec<f64>,
     /// Low-pass weight of each stored coefficient (all 1 without a filter).
     pub filter: Vec<f64>,
 }
@@ -34,12 +37,20 @@ impl SafeOperator {
         let basis = Basis::for_boundary(spec.boundary, grid.nx, grid.ny);
         let (tx, ty) = (basis.theta_x(), basis.theta_y());
         let q = Self::filter_order(spec);
+        let mu_x: Vec<f64> = tx
+            .iter()
+            .map(|&x| axis_mu(spec.laplacian, x, grid.dx))
+            .collect();
+        let mu_y: Vec<f64> = ty
+            .iter()
+            .map(|&y| axis_mu(spec.laplacian, y, grid.dy))
+            .collect();
         let mut mu = Vec::with_capacity(basis.n_coeffs());
         let mut filter = Vec::with_capacity(basis.n_coeffs());
-        for &y in &ty {
-            let (my, fy) = (axis_mu(spec.laplacian, y, grid.dy), binomial(q, y));
-            for &x in &tx {
-                mu.push(axis_mu(spec.laplacian, x, grid.dx) + my);
+        for (&y, &my) in ty.iter().zip(&mu_y) {
+            let fy = binomial(q, y);
+            for (&x, &mx) in tx.iter().zip(&mu_x) {
+                mu.push(mx + my);
                 filter.push(binomial(q, x) * fy);
             }
         }
@@ -49,6 +60,8 @@ impl SafeOperator {
             dt_save,
             basis,
             mu,
+            mu_x,
+            mu_y,
             filter,
         }
     }
