@@ -18,7 +18,7 @@
 
 use super::noise::NoiseModel;
 use super::spectra::VideoSpectra;
-use crate::operator::symbol::{BLOCK, multipliers_into};
+use crate::operator::symbol::grid_multipliers;
 use crate::operator::{OperatorSpec, SafeOperator, SubSteps};
 use rayon::prelude::*;
 
@@ -57,8 +57,10 @@ pub struct SafeLossCurve {
     pub strides: Vec<usize>,
     /// Frame pairs per stride.
     pub n_pairs: Vec<usize>,
-    /// Eigenvalue magnitude of each group.
+    /// Eigenvalue magnitude of each group, `mu_x[fx] + mu_y[ky]` (groups row major).
     pub mu: Vec<f64>,
+    mu_x: Vec<f64>,
+    mu_y: Vec<f64>,
     /// A stored coefficient of each group (its eigenvalue under another operator).
     rep: Vec<usize>,
     /// Modes of the full basis in each group.
@@ -165,6 +167,8 @@ impl SafeLossCurve {
             strides,
             n_pairs,
             mu,
+            mu_x: op.mu_x[..nfx].to_vec(),
+            mu_y: op.mu_y[..rows].to_vec(),
             rep,
             count,
             a,
@@ -192,6 +196,8 @@ impl SafeLossCurve {
         for (m, &r) in c.mu.iter_mut().zip(&self.rep) {
             *m = op.mu[r];
         }
+        c.mu_x = op.mu_x[..self.mu_x.len()].to_vec();
+        c.mu_y = op.mu_y[..self.mu_y.len()].to_vec();
         c
     }
 
@@ -288,7 +294,8 @@ impl SafeLossCurve {
         let w = 1.0 / self.strides.len() as f64;
         let noisy = self.noise.var > 0.0;
         let mut p = LossPoint::default();
-        let (mut mb, mut m1b, mut m2b) = ([0.0; BLOCK], [0.0; BLOCK], [0.0; BLOCK]);
+        let nd = if derivs { ng } else { 0 };
+        let (mut mb, mut m1b, mut m2b) = (vec![0.0; ng], vec![0.0; nd], vec![0.0; nd]);
         for (si, &h) in self.strides.iter().enumerate() {
             let (dt, n) = (self.dt_save * h as f64, self.spec.n_sub.times(h));
             let rho = self.noise.rho_at(h);
@@ -300,50 +307,35 @@ impl SafeLossCurve {
                 &self.noise_corr[r0],
             );
             let (mut l, mut d1, mut d2, mut gn) = (0.0, 0.0, 0.0, 0.0);
-            // Multipliers a block at a time (vectorised), then the sums in group order.
-            for g0 in (0..ng).step_by(BLOCK) {
-                let g1 = (g0 + BLOCK).min(ng);
-                let len = g1 - g0;
-                let mu = &self.mu[g0..g1];
-                if derivs {
-                    multipliers_into(
-                        mu,
-                        a,
-                        dt,
-                        n,
-                        &mut mb[..len],
-                        &mut m1b[..len],
-                        &mut m2b[..len],
-                    );
-                } else {
-                    multipliers_into(mu, a, dt, n, &mut mb[..len], &mut [], &mut []);
+            // Every group's multiplier (per-axis exponentials, or vectorised blocks), then
+            // the sums in group order.
+            grid_multipliers(
+                &self.mu_x, &self.mu_y, a, dt, n, &mut mb, &mut m1b, &mut m2b,
+            );
+            for g in 0..ng {
+                if !self.keep[g] {
+                    continue;
                 }
-                for j in 0..len {
-                    let g = g0 + j;
-                    if !self.keep[g] {
-                        continue;
-                    }
-                    let m = mb[j];
-                    let (ag, eg) = (aa[g], ee[g]);
-                    let r = m - 1.0;
-                    let mut lg = r * r * ag + 2.0 * r * eg + dd[g];
+                let m = mb[g];
+                let (ag, eg) = (aa[g], ee[g]);
+                let r = m - 1.0;
+                let mut lg = r * r * ag + 2.0 * r * eg + dd[g];
+                if noisy {
+                    lg -= cc[g] * (m * m - 2.0 * rho * m + 1.0);
+                }
+                l += lg;
+                if derivs {
+                    let (m1, m2) = (m1b[g], m2b[g]);
+                    let mut d1g = 2.0 * m1 * (r * ag + eg);
+                    let mut d2g = 2.0 * (m1 * m1 + r * m2) * ag + 2.0 * m2 * eg;
                     if noisy {
-                        lg -= cc[g] * (m * m - 2.0 * rho * m + 1.0);
+                        let c = cc[g];
+                        d1g -= c * 2.0 * (m - rho) * m1;
+                        d2g -= c * 2.0 * (m1 * m1 + (m - rho) * m2);
                     }
-                    l += lg;
-                    if derivs {
-                        let (m1, m2) = (m1b[j], m2b[j]);
-                        let mut d1g = 2.0 * m1 * (r * ag + eg);
-                        let mut d2g = 2.0 * (m1 * m1 + r * m2) * ag + 2.0 * m2 * eg;
-                        if noisy {
-                            let c = cc[g];
-                            d1g -= c * 2.0 * (m - rho) * m1;
-                            d2g -= c * 2.0 * (m1 * m1 + (m - rho) * m2);
-                        }
-                        d1 += d1g;
-                        d2 += d2g;
-                        gn += 2.0 * m1 * m1 * ag;
-                    }
+                    d1 += d1g;
+                    d2 += d2g;
+                    gn += 2.0 * m1 * m1 * ag;
                 }
             }
             p.loss += w * l;
