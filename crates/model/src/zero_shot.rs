@@ -25,6 +25,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use safe_physics::estimate::{Prepared, SafeLoss};
 use safe_physics::loss::LossPoint;
+use safe_physics::loss::window::last_step;
 use safe_physics::{Grid, OperatorSpec};
 use serde::{Deserialize, Serialize};
 
@@ -226,10 +227,12 @@ pub fn zero_shot(
 
     // Open windows: masks sized for the largest identifiable |alpha| while Adam roams, and
     // a rotating mini-batch of frame pairs per step.
+    let mut window_hi = f64::INFINITY;
     let batches: Vec<Vec<(usize, usize)>> = match &mut loss {
         SafeLoss::Window(wl) => {
             let s0 = dt_save * wl.op.lambda_max();
             let hi = wl.identifiable_max(1e-5 / s0, 1e4 / s0).unwrap_or(1e4 / s0);
+            window_hi = hi;
             wl.set_margins(hi);
             let all = wl.all_pairs();
             let k = cfg.window_batch.max(1);
@@ -307,16 +310,23 @@ pub fn zero_shot(
     // output along softplus and Newton in |alpha| is Newton in b.
     let mut alpha_abs = adam_alpha;
     if cfg.polish > 0 && alpha_abs.is_finite() && alpha_abs > 0.0 {
-        if let SafeLoss::Window(wl) = &mut loss {
-            wl.set_margins(1.5 * alpha_abs);
-        }
+        // On open windows the polish evaluates the pairs and stops as the fit's does.
+        let window_pairs = match &mut loss {
+            SafeLoss::Window(wl) => Some(wl.for_polish(alpha_abs, window_hi).0),
+            SafeLoss::Curve(_) => None,
+        };
         let mut y = softplus_inv(alpha_abs);
         for _ in 0..cfg.polish {
             let a = alpha_abs;
-            let (lp, bounds) = (
-                loss.eval(a),
-                crate::loss::bounds_value(a, lw.alpha_min, lw.alpha_max),
-            );
+            let (window_eval, lp) = match (&loss, &window_pairs) {
+                (SafeLoss::Window(wl), Some(pairs)) => {
+                    let e = wl.eval_pairs(a, pairs, 2, true);
+                    let p = e.point;
+                    (Some(e), p)
+                }
+                _ => (None, loss.eval(a)),
+            };
+            let bounds = crate::loss::bounds_value(a, lw.alpha_min, lw.alpha_max);
             let d1 = lw.phys * lp.d1 + lw.bounds * bounds.1;
             let d2 = lw.phys * lp.d2
                 + if bounds.1 != 0.0 {
@@ -331,7 +341,10 @@ pub fn zero_shot(
             let step = (d1 / d2).clamp(-0.5 * a, 0.5 * a);
             y -= step / da_dy;
             let next = if y > 30.0 { y } else { y.exp().ln_1p() };
-            let done = (next - a).abs() <= 1e-13 * a;
+            let done = (next - a).abs() <= 1e-13 * a
+                || window_eval
+                    .as_ref()
+                    .is_some_and(|e| bounds.1 == 0.0 && last_step(next - a, next, e));
             alpha_abs = next;
             if done {
                 break;

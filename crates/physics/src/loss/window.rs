@@ -73,6 +73,19 @@ pub struct WindowEval {
     pub block_d1: Vec<f64>,
 }
 
+impl WindowEval {
+    /// Sandwich standard error over the pixel blocks (infinite where the loss is not convex
+    /// or no blocks were summed).
+    pub fn sandwich(&self) -> f64 {
+        let s2: f64 = self.block_d1.iter().map(|x| x * x).sum();
+        if self.point.d2 > 0.0 && !self.block_d1.is_empty() {
+            s2.sqrt() / self.point.d2
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
 impl WindowLoss {
     /// `frames` in the order the operator runs; `spec.boundary` must be open.
     pub fn new<T: Copy + Into<f64> + Sync>(
@@ -335,23 +348,38 @@ impl WindowLoss {
             .map_init(
                 || {
                     (
-                        dct.scratch(),
-                        vec![0.0; n],
+                        dct.pair_scratch(),
+                        [vec![0.0; n], vec![0.0; n]],
                         [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
                     )
                 },
-                |(s, buf, fields), &(si, t)| {
+                |(s, [b0, b1], fields), &(si, t)| {
                     let mut acc = zero();
                     let h = self.strides[si];
+                    let (mx, my) = self.margins[si];
                     let x = &self.coeffs[t * n..(t + 1) * n];
+                    let scaled = |b: &mut Vec<f64>, k: usize| {
+                        for ((b, &c), &m) in b.iter_mut().zip(x).zip(&mult[si][k]) {
+                            *b = c * m;
+                        }
+                    };
                     // At a = 0 the operator is the identity: the prediction is the frame.
                     let identity = a == 0.0 && order == 0;
                     if !identity {
-                        for k in 0..=order.min(2) as usize {
-                            for ((b, &c), &m) in buf.iter_mut().zip(x).zip(&mult[si][k]) {
-                                *b = c * m;
-                            }
-                            dct.inverse(buf, &mut fields[k], s);
+                        // The prediction and its first derivative in one packed transform,
+                        // on the rows the mask keeps.
+                        let [f0, f1, f2] = fields;
+                        let rows = mx..nx - mx;
+                        scaled(b0, 0);
+                        if order >= 1 {
+                            scaled(b1, 1);
+                            dct.inverse_pair(b0, b1, f0, f1, rows.clone(), s);
+                        } else {
+                            dct.inverse_pair(b0, &[], f0, &mut [], rows.clone(), s);
+                        }
+                        if order >= 2 {
+                            scaled(b0, 2);
+                            dct.inverse_pair(b0, &[], f2, &mut [], rows, s);
                         }
                     }
                     let pred = if identity {
@@ -359,7 +387,6 @@ impl WindowLoss {
                     } else {
                         &fields[0][..]
                     };
-                    let (mx, my) = self.margins[si];
                     let npix = ((nx - 2 * mx) * (ny - 2 * my)) as f64;
                     let w = ws / (count[si] as f64 * npix);
                     let tgt = &self.target[(t + h) * n..(t + h + 1) * n];
@@ -451,13 +478,7 @@ impl WindowLoss {
     /// space).
     pub fn stderr_at(&self, a: f64) -> (f64, WindowEval) {
         let e = self.eval_pairs(a, &self.all_pairs(), 2, true);
-        let s2: f64 = e.block_d1.iter().map(|x| x * x).sum();
-        let se = if e.point.d2 > 0.0 {
-            s2.sqrt() / e.point.d2
-        } else {
-            f64::INFINITY
-        };
-        (se, e)
+        (e.sandwich(), e)
     }
 
     /// Loss at `|alpha| = 0` (all the change), noise-corrected.
@@ -590,6 +611,40 @@ impl WindowLoss {
         } else {
             self.noise.var
         }
+    }
+
+    /// Ready the loss for Newton steps from `a0`: masks for the basin (with room to move, at
+    /// most `hi`), strides whose reach would leave less than a third of the window dropped.
+    /// Returns the frame pairs to evaluate (a spread subset on clean videos, where every
+    /// pair agrees) and the change at `|alpha| = 0` (raw, noise-corrected).
+    pub fn for_polish(&mut self, a0: f64, hi: f64) -> (Vec<(usize, usize)>, (f64, f64)) {
+        self.set_margins((1.5 * a0).min(hi));
+        if !self.margins_fit() {
+            let keep: Vec<usize> = (0..self.strides.len())
+                .filter(|&si| si == 0 || self.fits(self.margins[si]))
+                .collect();
+            self.strides = keep.iter().map(|&si| self.strides[si]).collect();
+            self.reach = keep.iter().map(|&si| self.reach[si].clone()).collect();
+            self.set_margins((1.5 * a0).min(hi));
+        }
+        let (raw0, corr0) = self.change_at_zero();
+        let share = if raw0 > 0.0 {
+            (raw0 - corr0) / raw0
+        } else {
+            0.0
+        };
+        let pairs = if share < CLEAN_SHARE {
+            (0..self.strides.len())
+                .flat_map(|si| {
+                    let n = self.pairs(si);
+                    let k = CLEAN_PAIRS.min(n);
+                    (0..k).map(move |i| (si, if k > 1 { i * (n - 1) / (k - 1) } else { 0 }))
+                })
+                .collect()
+        } else {
+            self.all_pairs()
+        };
+        (pairs, (raw0, corr0))
     }
 
     /// Effectively independent residual samples: interior pixels times pairs, times the
@@ -841,36 +896,8 @@ pub fn coarse_fit(
 /// frame pair and stride (a spread subset on clean videos, where every pair agrees).
 pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
     let (lo, hi) = c.range;
-    let a0 = c.a0;
-    // Masks for the basin (with room to move); strides whose reach would leave less than a
-    // third of the window are dropped.
-    w.set_margins((1.5 * a0).min(hi));
-    if !w.margins_fit() {
-        let keep: Vec<usize> = (0..w.strides.len())
-            .filter(|&si| si == 0 || w.fits(w.margins[si]))
-            .collect();
-        w.strides = keep.iter().map(|&si| w.strides[si]).collect();
-        w.reach = keep.iter().map(|&si| w.reach[si].clone()).collect();
-        w.set_margins((1.5 * a0).min(hi));
-    }
-    let (raw0, corr0) = w.change_at_zero();
-    let share = if raw0 > 0.0 {
-        (raw0 - corr0) / raw0
-    } else {
-        0.0
-    };
-    let pairs: Vec<(usize, usize)> = if share < CLEAN_SHARE {
-        (0..w.strides.len())
-            .flat_map(|si| {
-                let n = w.pairs(si);
-                let k = CLEAN_PAIRS.min(n);
-                (0..k).map(move |i| (si, if k > 1 { i * (n - 1) / (k - 1) } else { 0 }))
-            })
-            .collect()
-    } else {
-        w.all_pairs()
-    };
-    let mut a = a0;
+    let (pairs, (_, corr0)) = w.for_polish(c.a0, hi);
+    let mut a = c.a0;
     let mut evaluations = c.evaluations;
     let mut last = WindowEval::default();
     for _ in 0..8 {
@@ -883,17 +910,11 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
         }
         let step = (p.d1 / curv).clamp(-0.5 * a, 0.5 * a);
         a -= step;
-        if step.abs() <= 1e-9 * a {
+        if step.abs() <= 1e-9 * a || last_step(step, a, &last) {
             break;
         }
     }
-    // The sandwich over pixel blocks, from the last evaluation (within a converged step).
-    let s2: f64 = last.block_d1.iter().map(|x| x * x).sum();
-    let stderr = if last.point.d2 > 0.0 {
-        s2.sqrt() / last.point.d2
-    } else {
-        f64::INFINITY
-    };
+    let stderr = last.sandwich();
     let at_bound = c.at_bound || a <= lo * (1.0 + 1e-6) || a >= hi * (1.0 - 1e-6);
     let used = pairs.iter().filter(|p| p.0 == 0).count().max(1);
     FitResult {
@@ -909,6 +930,15 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
         n_eff: w.n_eff() * used as f64 / w.pairs(0).max(1) as f64,
         curvature: last.point.d2,
     }
+}
+
+/// Whether a Newton `step` (already taken, to `a`) computed at evaluation `e` can be the
+/// last: within a tenth of the error bar and 1e-4 relative, it leaves ~step^2/a, far inside
+/// the error bar, and `e`'s sandwich and loss differ from the minimum's by
+/// (step/stderr)^2 <= 1%. Another evaluation over every pair would not move the answer (on
+/// a noisy window it costs a quarter of the fit).
+pub fn last_step(step: f64, a: f64, e: &WindowEval) -> bool {
+    step.abs() <= 1e-4 * a && step.abs() <= 0.1 * e.sandwich()
 }
 
 /// Fit `|alpha|` of an open window: [`coarse_fit`], then [`polish_fit`].
