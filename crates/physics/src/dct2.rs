@@ -58,28 +58,42 @@ impl ComplexDct3 {
         self.fft.get_inplace_scratch_len()
     }
 
-    /// `z` (length `N`) into `out`, using `v` (length `N`) and the FFT's `scratch`.
-    fn process(&self, z: &[C64], out: &mut [C64], v: &mut [C64], scratch: &mut [C64]) {
+    /// The transform of `z` (length `N`), handed out as `emit(n, x_n)` in an order of its
+    /// own (so the caller can write it where it belongs: transposed, or split into two real
+    /// frames), using `v` (length `N`) and the FFT's `scratch`.
+    #[inline(always)]
+    fn process(
+        &self,
+        z: &[C64],
+        v: &mut [C64],
+        scratch: &mut [C64],
+        mut emit: impl FnMut(usize, C64),
+    ) {
         let n = z.len();
         v[0] = z[0] * self.twiddle[0];
-        for k in 1..n {
-            let w = z[n - k];
-            // Z_k - i Z_{N-k}
-            v[k] = C64::new(z[k].re + w.im, z[k].im - w.re) * self.twiddle[k];
+        // Z_k - i Z_{N-k} for k >= 1 (Z_{N-k} runs backwards), times the twiddle.
+        for (((o, &a), &b), &w) in v[1..]
+            .iter_mut()
+            .zip(&z[1..])
+            .zip(z[1..].iter().rev())
+            .zip(&self.twiddle[1..])
+        {
+            *o = C64::new(a.re + b.im, a.im - b.re) * w;
         }
         self.fft.process_with_scratch(v, scratch);
-        for (m, &x) in v[..n.div_ceil(2)].iter().enumerate() {
-            out[2 * m] = x;
+        // x_2m = v_m, x_2m+1 = v_{N-1-m}.
+        for (m, (&even, &odd)) in v.iter().zip(v.iter().rev()).take(n / 2).enumerate() {
+            emit(2 * m, even);
+            emit(2 * m + 1, odd);
         }
-        for m in 0..n / 2 {
-            out[2 * m + 1] = v[n - 1 - m];
+        if n % 2 == 1 {
+            emit(n - 1, v[n / 2]);
         }
     }
 }
 
 /// Per-thread work buffers for [`Dct2::inverse_pair`].
 pub struct Dct2PairScratch {
-    z: Vec<C64>,
     zt: Vec<C64>,
     line: Vec<C64>,
     v: Vec<C64>,
@@ -176,6 +190,17 @@ impl Dct2 {
 
     /// Inverse of [`Dct2::forward`] (`inverse(forward(u)) == u`). Destroys `coeffs`.
     pub fn inverse(&self, coeffs: &mut [f64], frame: &mut [f64], s: &mut Dct2Scratch) {
+        self.inverse_rows(coeffs, frame, 0..self.nx, s);
+    }
+
+    /// [`Dct2::inverse`] filling only the frame rows `rows` (along axis 1).
+    pub fn inverse_rows(
+        &self,
+        coeffs: &mut [f64],
+        frame: &mut [f64],
+        rows: Range<usize>,
+        s: &mut Dct2Scratch,
+    ) {
         let (nx, ny) = (self.nx, self.ny);
         assert_eq!(frame.len(), nx * ny);
         assert_eq!(coeffs.len(), nx * ny);
@@ -187,7 +212,7 @@ impl Dct2 {
             self.col.process_dct3_with_scratch(r, &mut s.scratch);
         }
         transpose::transpose(coeffs, frame, nx, ny);
-        for r in frame.chunks_exact_mut(ny) {
+        for r in frame[rows.start * ny..rows.end * ny].chunks_exact_mut(ny) {
             self.row.process_dct3_with_scratch(r, &mut s.scratch);
         }
     }
@@ -198,7 +223,6 @@ impl Dct2 {
         let m = self.nx.max(self.ny);
         let s = self.pair_x.scratch_len().max(self.pair_y.scratch_len());
         Dct2PairScratch {
-            z: vec![C64::default(); self.len()],
             zt: vec![C64::default(); self.len()],
             line: vec![C64::default(); m],
             v: vec![C64::default(); m],
@@ -207,9 +231,11 @@ impl Dct2 {
     }
 
     /// [`Dct2::inverse`] of two coefficient arrays at once, packed as the real and
-    /// imaginary parts of one complex transform (half the work of two), filling only the
-    /// frame rows `rows` (along axis 1) of `frame_a` and `frame_b`. `coeffs_b` may be empty
-    /// (one transform; `frame_b` is then not written).
+    /// imaginary parts of one complex transform, filling only the frame rows `rows` (along
+    /// axis 1) of `frame_a` and `frame_b`. It costs about one [`Dct2::inverse`] where
+    /// rustdct goes through a complex FFT (most lengths), two where it has a native
+    /// power-of-two algorithm. `coeffs_b` may be empty (one transform; `frame_b` is then not
+    /// written).
     pub fn inverse_pair(
         &self,
         coeffs_a: &[f64],
@@ -224,7 +250,8 @@ impl Dct2 {
         assert!(coeffs_b.is_empty() || coeffs_b.len() == nx * ny);
         assert!(rows.end <= nx);
         let both = !coeffs_b.is_empty();
-        // Along axis 1: each stored row `q` (over `p`).
+        // Along axis 1: each stored row `q` (over `p`), written transposed (`[nx, ny]`).
+        let zt = &mut s.zt;
         for q in 0..ny {
             let sy = self.inv_y[q];
             let r = q * nx..(q + 1) * nx;
@@ -243,22 +270,23 @@ impl Dct2 {
                 }
             }
             self.pair_x
-                .process(line, &mut s.z[r], &mut s.v[..nx], &mut s.fft);
+                .process(line, &mut s.v[..nx], &mut s.fft, |i, x| zt[i * ny + q] = x);
         }
-        transpose::transpose(&s.z, &mut s.zt, nx, ny);
-        // Along axis 2, only the rows wanted.
+        // Along axis 2, only the rows wanted, split into the two real frames.
         for i in rows {
-            let r = i * ny..(i + 1) * ny;
-            let line = &mut s.line[..ny];
-            self.pair_y
-                .process(&s.zt[r.clone()], line, &mut s.v[..ny], &mut s.fft);
-            for (o, z) in frame_a[r.clone()].iter_mut().zip(line.iter()) {
-                *o = z.re;
-            }
+            let row = i * ny;
+            let line = &s.zt[row..row + ny];
             if both {
-                for (o, z) in frame_b[r.clone()].iter_mut().zip(line.iter()) {
-                    *o = z.im;
-                }
+                self.pair_y
+                    .process(line, &mut s.v[..ny], &mut s.fft, |j, x| {
+                        frame_a[row + j] = x.re;
+                        frame_b[row + j] = x.im;
+                    });
+            } else {
+                self.pair_y
+                    .process(line, &mut s.v[..ny], &mut s.fft, |j, x| {
+                        frame_a[row + j] = x.re
+                    });
             }
         }
     }

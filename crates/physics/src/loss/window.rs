@@ -348,12 +348,12 @@ impl WindowLoss {
             .map_init(
                 || {
                     (
-                        dct.pair_scratch(),
+                        (dct.pair_scratch(), dct.scratch()),
                         [vec![0.0; n], vec![0.0; n]],
                         [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
                     )
                 },
-                |(s, [b0, b1], fields), &(si, t)| {
+                |((s, s1), [b0, b1], fields), &(si, t)| {
                     let mut acc = zero();
                     let h = self.strides[si];
                     let (mx, my) = self.margins[si];
@@ -375,11 +375,11 @@ impl WindowLoss {
                             scaled(b1, 1);
                             dct.inverse_pair(b0, b1, f0, f1, rows.clone(), s);
                         } else {
-                            dct.inverse_pair(b0, &[], f0, &mut [], rows.clone(), s);
+                            dct.inverse_rows(b0, f0, rows.clone(), s1);
                         }
                         if order >= 2 {
                             scaled(b0, 2);
-                            dct.inverse_pair(b0, &[], f2, &mut [], rows, s);
+                            dct.inverse_rows(b0, f2, rows, s1);
                         }
                     }
                     let pred = if identity {
