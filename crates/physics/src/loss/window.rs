@@ -178,7 +178,7 @@ impl WindowLoss {
         let strides = if strides.is_empty() { vec![1] } else { strides };
         let block = ((grid.nx.min(grid.ny) as f64 / 6.0).round() as usize).clamp(4, 32);
         let noise_map = high_pass_map(frames, grid.nx, grid.ny);
-        let quad = {
+        let (quad, quad_mu) = {
             let axis = |n: usize, h: f64| -> Vec<(f64, f64, f64)> {
                 (0..=n)
                     .map(|p| {
@@ -200,7 +200,6 @@ impl WindowLoss {
             let mu = |v: &[(f64, f64, f64)]| v.iter().map(|x| x.0).collect();
             (nodes, (mu(&ax), mu(&ay)))
         };
-        let (quad, quad_mu) = quad;
         let mut w = WindowLoss {
             op,
             margins: vec![(0, 0); strides.len()],
