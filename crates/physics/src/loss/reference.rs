@@ -15,6 +15,31 @@ pub fn safe_loss_naive(
     stride: usize,
     margins: (usize, usize),
 ) -> f64 {
+    safe_loss_naive_in(
+        frames,
+        grid,
+        (grid.nx, grid.ny),
+        spec,
+        a,
+        dt_save,
+        stride,
+        margins,
+    )
+}
+
+/// [`safe_loss_naive`] with the mask measured from the edges of a `window` in the grid's
+/// low corner (frames extended past the window, as an open window's transforms may run).
+#[allow(clippy::too_many_arguments)]
+pub fn safe_loss_naive_in(
+    frames: &[Vec<f64>],
+    grid: &Grid,
+    window: (usize, usize),
+    spec: OperatorSpec,
+    a: f64,
+    dt_save: f64,
+    stride: usize,
+    margins: (usize, usize),
+) -> f64 {
     let q = SafeOperator::filter_order(spec);
     let lowpass =
         |u: &[f64]| crate::operator::reference::binomial_filter_naive(u, grid, q, spec.boundary);
@@ -32,8 +57,8 @@ pub fn safe_loss_naive(
         let target = lowpass(&frames[t + stride]);
         let mut s = 0.0;
         let mut n = 0usize;
-        for i in mx..grid.nx - mx {
-            for j in my..grid.ny - my {
+        for i in mx..window.0 - mx {
+            for j in my..window.1 - my {
                 s += (p[i * grid.ny + j] - target[i * grid.ny + j]).powi(2);
                 n += 1;
             }

@@ -26,11 +26,14 @@ const COARSE_PAIRS: usize = 4;
 /// The open-window SAFE loss of one video.
 pub struct WindowLoss {
     pub op: SafeOperator,
+    /// The same operator on the grid the transforms run at ([`transform_len`] per axis):
+    /// the window, extended by its mirror image where its own length is slow to transform.
+    padded: SafeOperator,
     pub strides: Vec<usize>,
     pub n_frames: usize,
     /// `Phi F_t` in pixels, `[T, nx*ny]`.
     target: Vec<f64>,
-    /// Cosine coefficients of `Phi F_t`, `[T, ny*nx]` (transposed).
+    /// Cosine coefficients of `Phi F_t` on the transform grid, `[T, py*px]` (transposed).
     coeffs: Vec<f64>,
     /// Interior depth per stride, `(along axis 1, along axis 2)`.
     pub margins: Vec<(usize, usize)>,
@@ -147,26 +150,53 @@ impl WindowLoss {
     ) -> WindowLoss {
         assert_eq!(spec.boundary, Boundary::Open);
         let op = SafeOperator::new(*grid, spec, dt_save);
-        let n = grid.len();
+        let (px, py) = (transform_len(grid.nx), transform_len(grid.ny));
+        let padded = if (px, py) == (grid.nx, grid.ny) {
+            op.clone()
+        } else {
+            let g = Grid {
+                nx: px,
+                ny: py,
+                ..*grid
+            };
+            SafeOperator::new(g, spec, dt_save)
+        };
+        let (n, np) = (grid.len(), px * py);
         let q = SafeOperator::filter_order(spec);
-        let dct = dct_of(&op);
+        let dct = dct_of(&padded);
         let mut target = vec![0.0; frames.len() * n];
-        let mut coeffs = vec![0.0; frames.len() * n];
+        let mut coeffs = vec![0.0; frames.len() * np];
+        let (fold_x, fold_y) = (mirror_index(grid.nx, px), mirror_index(grid.ny, py));
         target
             .par_chunks_mut(n)
-            .zip(coeffs.par_chunks_mut(n))
+            .zip(coeffs.par_chunks_mut(np))
             .enumerate()
             .for_each_init(
-                || dct.scratch(),
-                |s, (t, (tg, c))| {
+                || (dct.scratch(), vec![0.0; if np > n { np } else { 0 }]),
+                |(s, ext), (t, (tg, c))| {
                     binomial_mirror(frames[t], tg, grid.nx, grid.ny, q);
                     match raw {
-                        Some(r) => {
+                        Some(r) if np == n => {
                             for ((ci, x), f) in c.iter_mut().zip(r[t].iter()).zip(&op.filter) {
                                 *ci = x.re * f;
                             }
                         }
-                        None => dct.forward(tg, c, s),
+                        _ if np == n => dct.forward(tg, c, s),
+                        _ => {
+                            // The raw frame extended, its low-pass a multiplier there (the
+                            // operator on the extended grid, literally).
+                            let f = frames[t];
+                            for (row, &si) in ext.chunks_exact_mut(py).zip(&fold_x) {
+                                let src = &f[si * grid.ny..(si + 1) * grid.ny];
+                                for (e, &sj) in row.iter_mut().zip(&fold_y) {
+                                    *e = src[sj].into();
+                                }
+                            }
+                            dct.forward(ext, c, s);
+                            for (ci, &w) in c.iter_mut().zip(&padded.filter) {
+                                *ci *= w;
+                            }
+                        }
                     }
                 },
             );
@@ -202,6 +232,7 @@ impl WindowLoss {
         };
         let mut w = WindowLoss {
             op,
+            padded,
             margins: vec![(0, 0); strides.len()],
             reach: Vec::new(),
             strides,
@@ -325,7 +356,7 @@ impl WindowLoss {
     fn lease(&self) -> Lease<'_> {
         let ws = self.pool.lock().ok().and_then(|mut p| p.pop());
         let ws = ws.unwrap_or_else(|| {
-            let dct = dct_of(&self.op);
+            let dct = dct_of(&self.padded);
             let n = dct.len();
             Workspace {
                 pair: dct.pair_scratch(),
@@ -352,7 +383,9 @@ impl WindowLoss {
     ) -> WindowEval {
         let g = self.op.grid;
         let (nx, ny, n) = (g.nx, g.ny, g.len());
-        let dct = dct_of(&self.op);
+        // Coefficients and predictions live on the transform grid (rows of `py`).
+        let (py, np) = (self.padded.grid.ny, self.padded.grid.len());
+        let dct = dct_of(&self.padded);
         let ns = self.strides.len();
         // Pairs per stride in this evaluation, for the averages.
         let mut count = vec![0usize; ns];
@@ -371,11 +404,11 @@ impl WindowLoss {
                     return [Vec::new(), Vec::new(), Vec::new()];
                 }
                 // The derivatives only where this evaluation uses them.
-                let nd = if order >= 1 { n } else { 0 };
-                let [mut m0, mut m1, mut m2] = [vec![0.0; n], vec![0.0; nd], vec![0.0; nd]];
+                let nd = if order >= 1 { np } else { 0 };
+                let [mut m0, mut m1, mut m2] = [vec![0.0; np], vec![0.0; nd], vec![0.0; nd]];
                 grid_multipliers(
-                    &self.op.mu_x,
-                    &self.op.mu_y,
+                    &self.padded.mu_x,
+                    &self.padded.mu_y,
                     a,
                     self.op.dt_save * h as f64,
                     self.op.spec.n_sub.times(h),
@@ -408,7 +441,7 @@ impl WindowLoss {
                     let mut acc = zero();
                     let h = self.strides[si];
                     let (mx, my) = self.margins[si];
-                    let x = &self.coeffs[t * n..(t + 1) * n];
+                    let x = &self.coeffs[t * np..(t + 1) * np];
                     let scaled = |b: &mut Vec<f64>, k: usize| {
                         for ((b, &c), &m) in b.iter_mut().zip(x).zip(&mult[si][k]) {
                             *b = c * m;
@@ -433,27 +466,28 @@ impl WindowLoss {
                             dct.inverse_rows(b0, f2, rows, s1);
                         }
                     }
-                    let pred = if identity {
-                        &self.target[t * n..(t + 1) * n]
+                    // Row `i` of the prediction (pixels, or the transform grid's rows).
+                    let (pred, stride) = if identity {
+                        (&self.target[t * n..(t + 1) * n], ny)
                     } else {
-                        &fields[0][..]
+                        (&fields[0][..], py)
                     };
                     let npix = ((nx - 2 * mx) * (ny - 2 * my)) as f64;
                     let w = ws / (count[si] as f64 * npix);
                     let tgt = &self.target[(t + h) * n..(t + h + 1) * n];
                     let (mut l, mut d1, mut gn, mut d2) = (0.0, 0.0, 0.0, 0.0);
                     for i in mx..nx - mx {
-                        let row = i * ny;
+                        let (row, prow) = (i * ny, i * stride);
                         let (mut rl, mut rd1, mut rgn, mut rd2) = (0.0, 0.0, 0.0, 0.0);
                         for j in my..ny - my {
-                            let r = pred[row + j] - tgt[row + j];
+                            let r = pred[prow + j] - tgt[row + j];
                             rl += r * r;
                             if order >= 1 {
-                                let p1 = fields[1][row + j];
+                                let p1 = fields[1][i * py + j];
                                 rd1 += r * p1;
                                 rgn += p1 * p1;
                                 if order >= 2 {
-                                    rd2 += r * fields[2][row + j];
+                                    rd2 += r * fields[2][i * py + j];
                                 }
                                 if blocks {
                                     let b = (i / self.block) * by + j / self.block;
@@ -847,6 +881,33 @@ fn high_pass_map<T: Copy + Into<f64> + Sync>(frames: &[&[T]], nx: usize, ny: usi
             }
         });
     map
+}
+
+/// The length an open window's transforms run at along an axis of `n` pixels: `n` if its
+/// only prime factors are 2, 3, 5 and 7, else the next such length. Pixels past the window
+/// are its mirror image; the mask keeps the loss to pixels the outside cannot reach (to the
+/// kernel's tail), so the extension changes no estimate, while a length with a large prime
+/// factor (131, 133 = 7 x 19, 149) costs each transform 1.5-2.5x.
+pub fn transform_len(n: usize) -> usize {
+    let smooth = |mut m: usize| {
+        for p in [2, 3, 5, 7] {
+            while m % p == 0 {
+                m /= p;
+            }
+        }
+        m == 1
+    };
+    (n.max(1)..).find(|&m| smooth(m)).unwrap_or(n)
+}
+
+/// Source index of each of `len >= n` positions under the half-sample mirror of `n`.
+fn mirror_index(n: usize, len: usize) -> Vec<usize> {
+    (0..len)
+        .map(|i| {
+            let p = i % (2 * n);
+            if p < n { p } else { 2 * n - 1 - p }
+        })
+        .collect()
 }
 
 fn dct_of(op: &SafeOperator) -> &Dct2 {
