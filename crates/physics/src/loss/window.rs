@@ -891,7 +891,7 @@ fn high_pass_map<T: Copy + Into<f64> + Sync>(frames: &[&[T]], nx: usize, ny: usi
 pub fn transform_len(n: usize) -> usize {
     let smooth = |mut m: usize| {
         for p in [2, 3, 5, 7] {
-            while m % p == 0 {
+            while m.is_multiple_of(p) {
                 m /= p;
             }
         }
