@@ -123,11 +123,22 @@ impl SafeLossCurve {
         for (si, &h) in strides.iter().enumerate() {
             let pairs = n_pairs[si];
             let mut sums = vec![[0.0f64; 5]; sl];
+            // Cosine coefficients are real: their imaginary parts are not summed.
+            let real = matches!(b, crate::basis::Basis::Cosine(_));
             sums.par_chunks_mut(nx).enumerate().for_each(|(ky, out)| {
                 let r = ky * nx..(ky + 1) * nx;
                 for t in 0..pairs {
                     let x0 = &v.frame(t)[r.clone()];
                     let x1 = &v.frame(t + h)[r.clone()];
+                    if real {
+                        for ((o, p), q) in out.iter_mut().zip(x0).zip(x1) {
+                            let (p, diff) = (p.re, p.re - q.re);
+                            o[0] += p * p;
+                            o[1] += p * diff;
+                            o[2] += diff * diff;
+                        }
+                        continue;
+                    }
                     for ((o, &p), &q) in out.iter_mut().zip(x0).zip(x1) {
                         let diff = p - q;
                         o[0] += p.norm_sqr();
