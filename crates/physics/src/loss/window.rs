@@ -816,27 +816,34 @@ pub fn binomial_mirror<T: Copy + Into<f64>>(
     }
 }
 
-/// `out[j] = sum_k taps[k] * lines[k][j]`, summed over `k` in order, eight outputs at a time
-/// in registers (one store per output instead of one per tap).
+/// `out[j] = sum_k taps[k] * lines[k][j]` for symmetric taps (`taps[k] == taps[K-1-k]`,
+/// odd `K`), each mirrored pair of lines added before its one multiply; eight outputs at a
+/// time in registers (one store per output instead of one per tap).
 fn fir(out: &mut [f64], taps: &[f64], lines: &[&[f64]]) {
     const W: usize = 8;
-    let n = out.len();
+    let (n, k) = (out.len(), taps.len());
+    let r = k / 2;
     let mut j = 0;
     while j + W <= n {
+        let mid: &[f64; W] = lines[r][j..j + W].try_into().expect("W values");
         let mut acc = [0.0f64; W];
-        for (&t, line) in taps.iter().zip(lines) {
-            let x: &[f64; W] = line[j..j + W].try_into().expect("W values");
-            for (a, &v) in acc.iter_mut().zip(x) {
-                *a += t * v;
+        for (a, &v) in acc.iter_mut().zip(mid) {
+            *a = taps[r] * v;
+        }
+        for i in 0..r {
+            let lo: &[f64; W] = lines[i][j..j + W].try_into().expect("W values");
+            let hi: &[f64; W] = lines[k - 1 - i][j..j + W].try_into().expect("W values");
+            for ((a, &x), &y) in acc.iter_mut().zip(lo).zip(hi) {
+                *a += taps[i] * (x + y);
             }
         }
         out[j..j + W].copy_from_slice(&acc);
         j += W;
     }
     for (jj, o) in out.iter_mut().enumerate().skip(j) {
-        let mut a = 0.0;
-        for (&t, line) in taps.iter().zip(lines) {
-            a += t * line[jj];
+        let mut a = taps[r] * lines[r][jj];
+        for i in 0..r {
+            a += taps[i] * (lines[i][jj] + lines[k - 1 - i][jj]);
         }
         *o = a;
     }
