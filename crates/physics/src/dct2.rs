@@ -24,9 +24,16 @@ pub struct Dct2 {
     fwd_y: Vec<f64>,
     inv_x: Vec<f64>,
     inv_y: Vec<f64>,
-    /// Complex DCT-III per axis for [`Dct2::inverse_pair`].
-    pair_x: ComplexDct3,
-    pair_y: ComplexDct3,
+    /// Complex DCT-III per axis for [`Dct2::inverse_pair`], paired DCT-II for
+    /// [`Dct2::forward_pair`].
+    packed: Arc<Packed>,
+}
+
+struct Packed {
+    inv_x: ComplexDct3,
+    inv_y: ComplexDct3,
+    fwd_x: PairDct2,
+    fwd_y: PairDct2,
 }
 
 /// The type-III cosine transform of complex input, `x_n = Z_0/2 + sum_k Z_k cos(pi k (2n+1)
@@ -92,6 +99,64 @@ impl ComplexDct3 {
     }
 }
 
+/// The type-II cosine transform of two real sequences at once, `X_k = sum_n x_n cos(pi k
+/// (2n+1) / (2N))` of the real and imaginary parts of `z`, through one complex FFT of length
+/// `N` (Makhoul's permutation; the two spectra are separated by the FFT's symmetry,
+/// `A_k = (Z_k + conj Z_{N-k}) / 2`, `B_k = (Z_k - conj Z_{N-k}) / 2i`).
+#[derive(Clone)]
+struct PairDct2 {
+    fft: Arc<dyn Fft<f64>>,
+    /// `e^{-i pi k / (2N)}`
+    twiddle: Vec<C64>,
+}
+
+impl PairDct2 {
+    fn new(n: usize, planner: &mut FftPlanner<f64>) -> PairDct2 {
+        let twiddle = (0..n)
+            .map(|k| {
+                let t = std::f64::consts::PI * k as f64 / (2 * n) as f64;
+                C64::new(t.cos(), -t.sin())
+            })
+            .collect();
+        PairDct2 {
+            fft: planner.plan_fft_forward(n),
+            twiddle,
+        }
+    }
+
+    fn scratch_len(&self) -> usize {
+        self.fft.get_inplace_scratch_len()
+    }
+
+    /// `z(n)` for `n < N` in, `emit(k, X_k(re) + i X_k(im))` out, using `v` (length `N`).
+    #[inline(always)]
+    fn process(
+        &self,
+        z: impl Fn(usize) -> C64,
+        v: &mut [C64],
+        scratch: &mut [C64],
+        mut emit: impl FnMut(usize, C64),
+    ) {
+        let n = v.len();
+        let h = n.div_ceil(2);
+        for (m, o) in v[..h].iter_mut().enumerate() {
+            *o = z(2 * m);
+        }
+        for (m, o) in v[h..].iter_mut().rev().enumerate() {
+            *o = z(2 * m + 1);
+        }
+        self.fft.process_with_scratch(v, scratch);
+        for k in 0..n {
+            let zk = v[k];
+            let zr = v[(n - k) % n].conj();
+            let (a, b) = ((zk + zr) * 0.5, (zk - zr) * 0.5);
+            let w = self.twiddle[k];
+            // Re(A w) and Re(B w / i) = Im(B w).
+            emit(k, C64::new((a * w).re, (b * w).im));
+        }
+    }
+}
+
 /// Per-thread work buffers for [`Dct2::inverse_pair`].
 pub struct Dct2PairScratch {
     zt: Vec<C64>,
@@ -138,8 +203,12 @@ impl Dct2 {
         let (fwd_x, inv_x) = scales(nx);
         let (fwd_y, inv_y) = scales(ny);
         Dct2 {
-            pair_x: ComplexDct3::new(nx, &mut fp),
-            pair_y: ComplexDct3::new(ny, &mut fp),
+            packed: Arc::new(Packed {
+                inv_x: ComplexDct3::new(nx, &mut fp),
+                inv_y: ComplexDct3::new(ny, &mut fp),
+                fwd_x: PairDct2::new(nx, &mut fp),
+                fwd_y: PairDct2::new(ny, &mut fp),
+            }),
             nx,
             ny,
             row: p.plan_dct2(ny),
@@ -221,12 +290,62 @@ impl Dct2 {
 impl Dct2 {
     pub fn pair_scratch(&self) -> Dct2PairScratch {
         let m = self.nx.max(self.ny);
-        let s = self.pair_x.scratch_len().max(self.pair_y.scratch_len());
+        let s = [
+            self.packed.inv_x.scratch_len(),
+            self.packed.inv_y.scratch_len(),
+            self.packed.fwd_x.scratch_len(),
+            self.packed.fwd_y.scratch_len(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
         Dct2PairScratch {
             zt: vec![C64::default(); self.len()],
             line: vec![C64::default(); m],
             v: vec![C64::default(); m],
             fft: vec![C64::default(); s],
+        }
+    }
+
+    /// [`Dct2::forward`] of two frames at once (one complex transform), each coefficient
+    /// handed to `emit(index, coefficient of a, coefficient of b)` in the transposed layout.
+    pub fn forward_pair<T: Copy + Into<f64>>(
+        &self,
+        frame_a: &[T],
+        frame_b: &[T],
+        s: &mut Dct2PairScratch,
+        mut emit: impl FnMut(usize, f64, f64),
+    ) {
+        let (nx, ny) = (self.nx, self.ny);
+        assert_eq!(frame_a.len(), nx * ny);
+        assert_eq!(frame_b.len(), nx * ny);
+        // Along axis 2: each frame row `i`, written transposed (`[ny, nx]`).
+        let zt = &mut s.zt;
+        for i in 0..nx {
+            let (ra, rb) = (
+                &frame_a[i * ny..(i + 1) * ny],
+                &frame_b[i * ny..(i + 1) * ny],
+            );
+            self.packed.fwd_y.process(
+                |j| C64::new(ra[j].into(), rb[j].into()),
+                &mut s.v[..ny],
+                &mut s.fft,
+                |q, x| zt[q * nx + i] = x,
+            );
+        }
+        // Along axis 1, then the orthonormal scales.
+        for q in 0..ny {
+            let line = &s.zt[q * nx..(q + 1) * nx];
+            let sy = self.fwd_y[q];
+            self.packed.fwd_x.process(
+                |p| line[p],
+                &mut s.v[..nx],
+                &mut s.fft,
+                |p, x| {
+                    let w = self.fwd_x[p] * sy;
+                    emit(q * nx + p, x.re * w, x.im * w);
+                },
+            );
         }
     }
 
@@ -269,7 +388,8 @@ impl Dct2 {
                     *z = C64::new(a * sx * sy, 0.0);
                 }
             }
-            self.pair_x
+            self.packed
+                .inv_x
                 .process(line, &mut s.v[..nx], &mut s.fft, |i, x| zt[i * ny + q] = x);
         }
         // Along axis 2, only the rows wanted, split into the two real frames.
@@ -277,13 +397,15 @@ impl Dct2 {
             let row = i * ny;
             let line = &s.zt[row..row + ny];
             if both {
-                self.pair_y
+                self.packed
+                    .inv_y
                     .process(line, &mut s.v[..ny], &mut s.fft, |j, x| {
                         frame_a[row + j] = x.re;
                         frame_b[row + j] = x.im;
                     });
             } else {
-                self.pair_y
+                self.packed
+                    .inv_y
                     .process(line, &mut s.v[..ny], &mut s.fft, |j, x| {
                         frame_a[row + j] = x.re
                     });
@@ -347,6 +469,39 @@ mod tests {
             d.inverse(&mut c, &mut back, &mut s);
             for (a, b) in back.iter().zip(&u) {
                 assert!((a - b).abs() < 1e-12);
+            }
+        }
+    }
+
+    /// The paired forward transform equals two plain ones.
+    #[test]
+    fn forward_pair_equals_two_forwards() {
+        for &(nx, ny) in &[
+            (1, 1),
+            (2, 3),
+            (3, 3),
+            (4, 6),
+            (7, 5),
+            (8, 9),
+            (12, 30),
+            (19, 37),
+        ] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64((nx * 1000 + ny) as u64);
+            let a: Vec<f64> = (0..nx * ny).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let b: Vec<f64> = (0..nx * ny).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let d = Dct2::new(nx, ny);
+            let (mut s, mut ps) = (d.scratch(), d.pair_scratch());
+            let (mut ca, mut cb) = (vec![0.0; nx * ny], vec![0.0; nx * ny]);
+            d.forward(&a, &mut ca, &mut s);
+            d.forward(&b, &mut cb, &mut s);
+            let (mut pa, mut pb) = (vec![7.0; nx * ny], vec![7.0; nx * ny]);
+            d.forward_pair(&a, &b, &mut ps, |k, x, y| {
+                pa[k] = x;
+                pb[k] = y;
+            });
+            for k in 0..nx * ny {
+                assert!((pa[k] - ca[k]).abs() < 1e-12, "{nx}x{ny} a {k}");
+                assert!((pb[k] - cb[k]).abs() < 1e-12, "{nx}x{ny} b {k}");
             }
         }
     }

@@ -24,13 +24,36 @@ impl VideoSpectra {
         let basis = Basis::for_boundary(boundary, grid.nx, grid.ny);
         let sl = basis.n_coeffs();
         let mut coeffs = vec![C64::default(); frames.len() * sl];
-        coeffs
-            .par_chunks_mut(sl)
-            .zip(frames.par_iter())
-            .for_each_init(
-                || basis.scratch(),
-                |s, (out, frame)| basis.forward(frame, out, s),
-            );
+        match &basis {
+            // Cosine coefficients are real: two frames share one complex transform.
+            Basis::Cosine(d) => coeffs
+                .par_chunks_mut(2 * sl)
+                .zip(frames.par_chunks(2))
+                .for_each_init(
+                    || (d.pair_scratch(), d.scratch(), vec![0.0; sl]),
+                    |(ps, s, buf), (out, pair)| {
+                        if let [a, b] = pair {
+                            let (oa, ob) = out.split_at_mut(sl);
+                            d.forward_pair(a, b, ps, |k, x, y| {
+                                oa[k] = C64::new(x, 0.0);
+                                ob[k] = C64::new(y, 0.0);
+                            });
+                        } else {
+                            d.forward(pair[0], buf, s);
+                            for (o, &x) in out.iter_mut().zip(buf.iter()) {
+                                *o = C64::new(x, 0.0);
+                            }
+                        }
+                    },
+                ),
+            Basis::Fourier(_) => coeffs
+                .par_chunks_mut(sl)
+                .zip(frames.par_iter())
+                .for_each_init(
+                    || basis.scratch(),
+                    |s, (out, frame)| basis.forward(frame, out, s),
+                ),
+        }
         VideoSpectra {
             grid: *grid,
             basis,
