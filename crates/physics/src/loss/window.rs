@@ -169,37 +169,47 @@ impl WindowLoss {
         let (fold_x, fold_y) = (mirror_index(grid.nx, px), mirror_index(grid.ny, py));
         target
             .par_chunks_mut(n)
-            .zip(coeffs.par_chunks_mut(np))
             .enumerate()
-            .for_each_init(
-                || (dct.scratch(), vec![0.0; if np > n { np } else { 0 }]),
-                |(s, ext), (t, (tg, c))| {
-                    binomial_mirror(frames[t], tg, grid.nx, grid.ny, q);
-                    match raw {
-                        Some(r) if np == n => {
-                            for ((ci, x), f) in c.iter_mut().zip(r[t].iter()).zip(&op.filter) {
-                                *ci = x.re * f;
+            .for_each(|(t, tg)| binomial_mirror(frames[t], tg, grid.nx, grid.ny, q));
+        match raw {
+            Some(r) if np == n => coeffs.par_chunks_mut(n).enumerate().for_each(|(t, c)| {
+                for ((ci, x), f) in c.iter_mut().zip(r[t].iter()).zip(&op.filter) {
+                    *ci = x.re * f;
+                }
+            }),
+            _ if np == n => coeffs
+                .par_chunks_mut(n)
+                .zip(target.par_chunks(n))
+                .for_each_init(|| dct.scratch(), |s, (c, tg)| dct.forward(tg, c, s)),
+            // The raw frames extended, two per transform, the low-pass a multiplier there
+            // (the operator on the extended grid, literally).
+            _ => coeffs.par_chunks_mut(2 * np).enumerate().for_each_init(
+                || (dct.pair_scratch(), vec![0.0; np], vec![0.0; np]),
+                |(ps, ea, eb), (k, c)| {
+                    let extend = |f: &[T], e: &mut [f64]| {
+                        for (row, &si) in e.chunks_exact_mut(py).zip(&fold_x) {
+                            let src = &f[si * grid.ny..(si + 1) * grid.ny];
+                            for (x, &sj) in row.iter_mut().zip(&fold_y) {
+                                *x = src[sj].into();
                             }
                         }
-                        _ if np == n => dct.forward(tg, c, s),
-                        _ => {
-                            // The raw frame extended, its low-pass a multiplier there (the
-                            // operator on the extended grid, literally).
-                            let f = frames[t];
-                            for (row, &si) in ext.chunks_exact_mut(py).zip(&fold_x) {
-                                let src = &f[si * grid.ny..(si + 1) * grid.ny];
-                                for (e, &sj) in row.iter_mut().zip(&fold_y) {
-                                    *e = src[sj].into();
-                                }
-                            }
-                            dct.forward(ext, c, s);
-                            for (ci, &w) in c.iter_mut().zip(&padded.filter) {
-                                *ci *= w;
-                            }
-                        }
+                    };
+                    extend(frames[2 * k], ea);
+                    let both = c.len() == 2 * np;
+                    if both {
+                        extend(frames[2 * k + 1], eb);
                     }
+                    let b: &[f64] = if both { eb } else { ea };
+                    let w = &padded.filter;
+                    dct.forward_pair(ea, b, ps, |i, x, y| {
+                        c[i] = x * w[i];
+                        if both {
+                            c[np + i] = y * w[i];
+                        }
+                    });
                 },
-            );
+            ),
+        }
         let strides: Vec<usize> = strides
             .iter()
             .copied()
