@@ -66,7 +66,8 @@ struct Workspace {
     pair: Dct2PairScratch,
     single: Dct2Scratch,
     bufs: [Vec<f64>; 2],
-    fields: [Vec<f64>; 3],
+    /// Prediction and derivatives of two frame pairs, `[pair][k]` flattened.
+    fields: Vec<Vec<f64>>,
 }
 
 /// A [`Workspace`] on loan from the pool, returned when dropped.
@@ -372,7 +373,7 @@ impl WindowLoss {
                 pair: dct.pair_scratch(),
                 single: dct.scratch(),
                 bufs: [vec![0.0; n], vec![0.0; n]],
-                fields: [vec![0.0; n], vec![0.0; n], vec![0.0; n]],
+                fields: vec![vec![0.0; n]; 6],
             }
         });
         Lease {
@@ -434,11 +435,60 @@ impl WindowLoss {
         let zero = || (LossPoint::default(), 0.0, vec![0.0; nb]);
         // Each pair's share in parallel, then summed in pair order: the same bits whatever
         // the thread count (a parallel reduce's tree follows work stealing).
+        // One frame pair's share, from its prediction and derivative fields (`None`: the
+        // identity at a = 0, the prediction is the frame itself).
+        let share = |(si, t): (usize, usize), f: Option<&[Vec<f64>]>| {
+            let mut acc = zero();
+            let h = self.strides[si];
+            let (mx, my) = self.margins[si];
+            // Row `i` of the prediction (pixels, or the transform grid's rows).
+            let (pred, stride) = match f {
+                Some(f) => (&f[0][..], py),
+                None => (&self.target[t * n..(t + 1) * n], ny),
+            };
+            let npix = ((nx - 2 * mx) * (ny - 2 * my)) as f64;
+            let w = ws / (count[si] as f64 * npix);
+            let tgt = &self.target[(t + h) * n..(t + h + 1) * n];
+            let (mut l, mut d1, mut gn, mut d2) = (0.0, 0.0, 0.0, 0.0);
+            for i in mx..nx - mx {
+                let (row, prow) = (i * ny, i * stride);
+                let (mut rl, mut rd1, mut rgn, mut rd2) = (0.0, 0.0, 0.0, 0.0);
+                for j in my..ny - my {
+                    let r = pred[prow + j] - tgt[row + j];
+                    rl += r * r;
+                    if let (Some(f), true) = (f, order >= 1) {
+                        let p1 = f[1][i * py + j];
+                        rd1 += r * p1;
+                        rgn += p1 * p1;
+                        if order >= 2 {
+                            rd2 += r * f[2][i * py + j];
+                        }
+                        if blocks {
+                            let b = (i / self.block) * by + j / self.block;
+                            acc.2[b] += 2.0 * w * r * p1;
+                        }
+                    }
+                }
+                l += rl;
+                d1 += rd1;
+                gn += rgn;
+                d2 += rd2;
+            }
+            acc.0.loss += w * l;
+            acc.0.d1 += 2.0 * w * d1;
+            acc.0.gauss_newton += 2.0 * w * gn;
+            acc.0.d2 += 2.0 * w * (gn + d2);
+            acc.1 += w * l;
+            acc
+        };
+        // Frame pairs two at a time: their fields (prediction and derivatives) go through
+        // the inverse transform two per packed transform, on the rows the masks keep.
+        let nk = order.min(2) as usize + 1;
         let per_pair: Vec<(LossPoint, f64, Vec<f64>)> = pairs
-            .par_iter()
+            .par_chunks(2)
             .map_init(
                 || self.lease(),
-                |lease, &(si, t)| {
+                |lease, chunk| {
                     let Workspace {
                         pair: s,
                         single: s1,
@@ -448,76 +498,44 @@ impl WindowLoss {
                         .ws
                         .as_mut()
                         .expect("a lease holds its workspace until dropped");
-                    let mut acc = zero();
-                    let h = self.strides[si];
-                    let (mx, my) = self.margins[si];
-                    let x = &self.coeffs[t * np..(t + 1) * np];
-                    let scaled = |b: &mut Vec<f64>, k: usize| {
+                    if a == 0.0 && order == 0 {
+                        return chunk.iter().map(|&p| share(p, None)).collect::<Vec<_>>();
+                    }
+                    let scaled = |b: &mut Vec<f64>, (si, t): (usize, usize), k: usize| {
+                        let x = &self.coeffs[t * np..(t + 1) * np];
                         for ((b, &c), &m) in b.iter_mut().zip(x).zip(&mult[si][k]) {
                             *b = c * m;
                         }
                     };
-                    // At a = 0 the operator is the identity: the prediction is the frame.
-                    let identity = a == 0.0 && order == 0;
-                    if !identity {
-                        // The prediction and its first derivative in one packed transform,
-                        // on the rows the mask keeps.
-                        let [f0, f1, f2] = fields;
-                        let rows = mx..nx - mx;
-                        scaled(b0, 0);
-                        if order >= 1 {
-                            scaled(b1, 1);
-                            dct.inverse_pair(b0, b1, f0, f1, rows.clone(), s);
-                        } else {
-                            dct.inverse_rows(b0, f0, rows.clone(), s1);
-                        }
-                        if order >= 2 {
-                            scaled(b0, 2);
-                            dct.inverse_rows(b0, f2, rows, s1);
-                        }
-                    }
-                    // Row `i` of the prediction (pixels, or the transform grid's rows).
-                    let (pred, stride) = if identity {
-                        (&self.target[t * n..(t + 1) * n], ny)
-                    } else {
-                        (&fields[0][..], py)
+                    let rows = |(si, _): (usize, usize)| {
+                        let mx = self.margins[si].0;
+                        mx..nx - mx
                     };
-                    let npix = ((nx - 2 * mx) * (ny - 2 * my)) as f64;
-                    let w = ws / (count[si] as f64 * npix);
-                    let tgt = &self.target[(t + h) * n..(t + h + 1) * n];
-                    let (mut l, mut d1, mut gn, mut d2) = (0.0, 0.0, 0.0, 0.0);
-                    for i in mx..nx - mx {
-                        let (row, prow) = (i * ny, i * stride);
-                        let (mut rl, mut rd1, mut rgn, mut rd2) = (0.0, 0.0, 0.0, 0.0);
-                        for j in my..ny - my {
-                            let r = pred[prow + j] - tgt[row + j];
-                            rl += r * r;
-                            if order >= 1 {
-                                let p1 = fields[1][i * py + j];
-                                rd1 += r * p1;
-                                rgn += p1 * p1;
-                                if order >= 2 {
-                                    rd2 += r * fields[2][i * py + j];
-                                }
-                                if blocks {
-                                    let b = (i / self.block) * by + j / self.block;
-                                    acc.2[b] += 2.0 * w * r * p1;
-                                }
+                    // Field `c * nk + k` is pair `c`'s `k`-th; jobs take them in order.
+                    let jobs: Vec<usize> = (0..chunk.len() * nk).collect();
+                    for job in jobs.chunks(2) {
+                        let (j0, p0) = (job[0], chunk[job[0] / nk]);
+                        scaled(b0, p0, j0 % nk);
+                        match job.get(1) {
+                            Some(&j1) => {
+                                let p1 = chunk[j1 / nk];
+                                scaled(b1, p1, j1 % nk);
+                                let (r0, r1) = (rows(p0), rows(p1));
+                                let r = r0.start.min(r1.start)..r0.end.max(r1.end);
+                                let (lo, hi) = fields.split_at_mut(j1);
+                                dct.inverse_pair(b0, b1, &mut lo[j0], &mut hi[0], r, s);
                             }
+                            None => dct.inverse_rows(b0, &mut fields[j0], rows(p0), s1),
                         }
-                        l += rl;
-                        d1 += rd1;
-                        gn += rgn;
-                        d2 += rd2;
                     }
-                    acc.0.loss += w * l;
-                    acc.0.d1 += 2.0 * w * d1;
-                    acc.0.gauss_newton += 2.0 * w * gn;
-                    acc.0.d2 += 2.0 * w * (gn + d2);
-                    acc.1 += w * l;
-                    acc
+                    chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(c, &p)| share(p, Some(&fields[c * nk..(c + 1) * nk])))
+                        .collect::<Vec<_>>()
                 },
             )
+            .flatten_iter()
             .collect();
         let (mut point, raw, mut bd1) = per_pair.into_iter().fold(zero(), |mut x, y| {
             x.0 += y.0;
