@@ -34,18 +34,30 @@ pub fn zero_shot_video(
     // The error bar and the misfit judged as the direct fit judges them, at zero-shot's
     // estimate (the loss is the same function; the video's units).
     let std = out.norm.std;
-    let stderr = out.loss.stderr(out.alpha_abs);
+    let a = out.alpha_abs;
+    // On an open window one evaluation over every frame pair gives them all (each costs as
+    // much as a polish step).
+    let (stderr, raw, corrected, change, curvature) = match &out.loss {
+        safe_physics::estimate::SafeLoss::Window(w) => {
+            let (se, e) = w.stderr_at(a);
+            (se, e.raw, e.point.loss, w.change_energy(), e.point.d2)
+        }
+        l => {
+            let p = l.eval(a);
+            (l.stderr(a), l.raw_loss(a), p.loss, l.eval(0.0).loss, p.d2)
+        }
+    };
     let fit = safe_physics::loss::FitResult {
-        alpha_abs: out.alpha_abs,
+        alpha_abs: a,
         stderr,
-        safe_loss: out.loss.raw_loss(out.alpha_abs).max(0.0) * std * std,
-        corrected_loss: out.loss.eval(out.alpha_abs).loss * std * std,
-        change_energy: out.loss.eval(0.0).loss * std * std,
+        safe_loss: raw.max(0.0) * std * std,
+        corrected_loss: corrected * std * std,
+        change_energy: change * std * std,
         noise_floor: noise_floor(&out) * std * std,
         at_bound: false,
         range: (0.0, f64::INFINITY),
         evaluations: s.config.steps,
-        curvature: out.loss.eval(out.alpha_abs).d2,
+        curvature,
         n_eff: match &out.loss {
             safe_physics::estimate::SafeLoss::Curve(c) => c.n_eff(),
             safe_physics::estimate::SafeLoss::Window(w) => w.n_eff(),

@@ -312,7 +312,11 @@ pub fn zero_shot(
     if cfg.polish > 0 && alpha_abs.is_finite() && alpha_abs > 0.0 {
         // On open windows the polish evaluates the pairs and stops as the fit's does.
         let window_pairs = match &mut loss {
-            SafeLoss::Window(wl) => Some(wl.for_polish(alpha_abs, window_hi).0),
+            SafeLoss::Window(wl) => {
+                let pairs = wl.for_polish(alpha_abs, window_hi).0;
+                alpha_abs = wl.approach(&pairs, alpha_abs).0;
+                Some(pairs)
+            }
             SafeLoss::Curve(_) => None,
         };
         let mut y = softplus_inv(alpha_abs);

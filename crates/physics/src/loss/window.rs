@@ -726,6 +726,35 @@ impl WindowLoss {
         }
     }
 
+    /// From a start far from the minimum (a coarse fit on a few pairs, or Adam's answer),
+    /// Newton steps on a spread eighth of `pairs` until a step is within 1e-3 relative, when
+    /// `pairs` are many (a noisy video's every pair and stride): each costs an eighth of a
+    /// full evaluation, and the full Newton steps then start within the subset's error bar
+    /// (one fewer of them). Returns the start and the evaluations spent.
+    pub fn approach(&self, pairs: &[(usize, usize)], a0: f64) -> (f64, usize) {
+        const SUBSET: usize = 8;
+        if pairs.len() < 8 * SUBSET || a0.is_nan() || a0 <= 0.0 {
+            return (a0, 0);
+        }
+        let sub: Vec<(usize, usize)> = pairs.iter().copied().step_by(SUBSET).collect();
+        let mut a = a0;
+        let mut evaluations = 0;
+        for _ in 0..4 {
+            let p = self.eval_pairs(a, &sub, 2, false).point;
+            evaluations += 1;
+            let curv = if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
+            if curv.is_nan() || curv <= 0.0 {
+                break;
+            }
+            let step = (p.d1 / curv).clamp(-0.5 * a, 0.5 * a);
+            a -= step;
+            if step.abs() <= 1e-3 * a {
+                break;
+            }
+        }
+        (a, evaluations)
+    }
+
     /// Ready the loss for Newton steps from `a0`: masks for the basin (with room to move, at
     /// most `hi`), strides whose reach would leave less than a third of the window dropped.
     /// Returns the frame pairs to evaluate (a spread subset on clean videos, where every
@@ -1044,8 +1073,8 @@ pub fn coarse_fit(
 pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
     let (lo, hi) = c.range;
     let (pairs, (_, corr0)) = w.for_polish(c.a0, hi);
-    let mut a = c.a0;
-    let mut evaluations = c.evaluations;
+    let (mut a, mut evaluations) = w.approach(&pairs, c.a0);
+    evaluations += c.evaluations;
     let mut last = WindowEval::default();
     for _ in 0..8 {
         last = w.eval_pairs(a, &pairs, 2, true);
