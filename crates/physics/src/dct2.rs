@@ -41,7 +41,6 @@ struct Packed {
 /// e^{i pi k / (2N)} / 2`, `v = sum_k V_k e^{2 pi i k m / N}`, `x_2m = v_m`,
 /// `x_2m+1 = v_{N-1-m}`. The map is complex-linear and takes real input to real output, so
 /// the real and imaginary parts carry two real transforms for the price of one.
-#[derive(Clone)]
 struct ComplexDct3 {
     fft: Arc<dyn Fft<f64>>,
     twiddle: Vec<C64>,
@@ -103,7 +102,6 @@ impl ComplexDct3 {
 /// (2n+1) / (2N))` of the real and imaginary parts of `z`, through one complex FFT of length
 /// `N` (Makhoul's permutation; the two spectra are separated by the FFT's symmetry,
 /// `A_k = (Z_k + conj Z_{N-k}) / 2`, `B_k = (Z_k - conj Z_{N-k}) / 2i`).
-#[derive(Clone)]
 struct PairDct2 {
     fft: Arc<dyn Fft<f64>>,
     /// `e^{-i pi k / (2N)}`
@@ -473,22 +471,32 @@ mod tests {
         }
     }
 
+    /// Odd, even, prime and 1-long sides for the packed transforms.
+    const PAIR_SIZES: &[(usize, usize)] = &[
+        (1, 1),
+        (2, 3),
+        (3, 3),
+        (4, 6),
+        (7, 5),
+        (8, 9),
+        (16, 10),
+        (12, 30),
+        (19, 37),
+    ];
+
+    fn two_random(nx: usize, ny: usize) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64((nx * 1000 + ny) as u64);
+        let mut draw =
+            || -> Vec<f64> { (0..nx * ny).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let a = draw();
+        (a, draw())
+    }
+
     /// The paired forward transform equals two plain ones.
     #[test]
     fn forward_pair_equals_two_forwards() {
-        for &(nx, ny) in &[
-            (1, 1),
-            (2, 3),
-            (3, 3),
-            (4, 6),
-            (7, 5),
-            (8, 9),
-            (12, 30),
-            (19, 37),
-        ] {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64((nx * 1000 + ny) as u64);
-            let a: Vec<f64> = (0..nx * ny).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let b: Vec<f64> = (0..nx * ny).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for &(nx, ny) in PAIR_SIZES {
+            let (a, b) = two_random(nx, ny);
             let d = Dct2::new(nx, ny);
             let (mut s, mut ps) = (d.scratch(), d.pair_scratch());
             let (mut ca, mut cb) = (vec![0.0; nx * ny], vec![0.0; nx * ny]);
@@ -510,20 +518,8 @@ mod tests {
     /// naive oracle's inverse: the plain one is bound to it above), on the rows asked for.
     #[test]
     fn inverse_pair_equals_two_inverses() {
-        for &(nx, ny) in &[
-            (1, 1),
-            (2, 3),
-            (3, 3),
-            (4, 6),
-            (7, 5),
-            (8, 9),
-            (16, 10),
-            (12, 30),
-            (19, 37),
-        ] {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64((nx * 1000 + ny) as u64);
-            let ca: Vec<f64> = (0..nx * ny).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let cb: Vec<f64> = (0..nx * ny).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for &(nx, ny) in PAIR_SIZES {
+            let (ca, cb) = two_random(nx, ny);
             let d = Dct2::new(nx, ny);
             let (mut s, mut ps) = (d.scratch(), d.pair_scratch());
             let (mut wa, mut wb) = (vec![0.0; nx * ny], vec![0.0; nx * ny]);
