@@ -36,6 +36,16 @@ struct Packed {
     fwd_y: PairDct2,
 }
 
+/// `scale * e^{sign i pi k / (2N)}` for `k < N`: the twiddles of Makhoul's cosine transforms.
+fn quarter_turns(n: usize, scale: f64, sign: f64) -> Vec<C64> {
+    (0..n)
+        .map(|k| {
+            let t = std::f64::consts::PI * k as f64 / (2 * n) as f64;
+            C64::new(scale * t.cos(), sign * scale * t.sin())
+        })
+        .collect()
+}
+
 /// The type-III cosine transform of complex input, `x_n = Z_0/2 + sum_k Z_k cos(pi k (2n+1)
 /// / (2N))`, through one complex FFT of length `N` (Makhoul): `V_k = (Z_k - i Z_{N-k})
 /// e^{i pi k / (2N)} / 2`, `v = sum_k V_k e^{2 pi i k m / N}`, `x_2m = v_m`,
@@ -48,12 +58,7 @@ struct ComplexDct3 {
 
 impl ComplexDct3 {
     fn new(n: usize, planner: &mut FftPlanner<f64>) -> ComplexDct3 {
-        let twiddle = (0..n)
-            .map(|k| {
-                let t = std::f64::consts::PI * k as f64 / (2 * n) as f64;
-                C64::new(0.5 * t.cos(), 0.5 * t.sin())
-            })
-            .collect();
+        let twiddle = quarter_turns(n, 0.5, 1.0);
         ComplexDct3 {
             fft: planner.plan_fft_inverse(n),
             twiddle,
@@ -110,12 +115,7 @@ struct PairDct2 {
 
 impl PairDct2 {
     fn new(n: usize, planner: &mut FftPlanner<f64>) -> PairDct2 {
-        let twiddle = (0..n)
-            .map(|k| {
-                let t = std::f64::consts::PI * k as f64 / (2 * n) as f64;
-                C64::new(t.cos(), -t.sin())
-            })
-            .collect();
+        let twiddle = quarter_turns(n, 1.0, -1.0);
         PairDct2 {
             fft: planner.plan_fft_forward(n),
             twiddle,
