@@ -129,7 +129,9 @@ impl WindowLoss {
     }
 
     /// [`WindowLoss::new`] reusing the frames' cosine coefficients `raw` (unfiltered, in the
-    /// same order as `frames`): the low-pass is a multiplier there, so no transform runs.
+    /// same order as `frames`): the low-pass is a multiplier there, so no transform runs
+    /// (unless the window runs on an extended grid, [`transform_len`], where `raw` does not
+    /// apply and the extended frames are transformed).
     pub fn from_spectra<T: Copy + Into<f64> + Sync>(
         frames: &[&[T]],
         raw: &[&[C64]],
