@@ -46,6 +46,14 @@ fn quarter_turns(n: usize, scale: f64, sign: f64) -> Vec<C64> {
         .collect()
 }
 
+/// Makhoul's reordering of a length-`n` line: element `i` sits at `i / 2` when even, at
+/// `n - 1 - i / 2` when odd (the evens forwards, then the odds backwards). The DCT-II's FFT
+/// reads its input in this order and the DCT-III's FFT writes its output in it.
+#[inline(always)]
+fn makhoul_index(n: usize, i: usize) -> usize {
+    if i % 2 == 0 { i / 2 } else { n - 1 - i / 2 }
+}
+
 /// The type-III cosine transform of complex input, `x_n = Z_0/2 + sum_k Z_k cos(pi k (2n+1)
 /// / (2N))`, through one complex FFT of length `N` (Makhoul): `V_k = (Z_k - i Z_{N-k})
 /// e^{i pi k / (2N)} / 2`, `v = sum_k V_k e^{2 pi i k m / N}`, `x_2m = v_m`,
@@ -69,20 +77,39 @@ impl ComplexDct3 {
         self.fft.get_inplace_scratch_len()
     }
 
-    /// The transform of `z` (length `N`), handed out as `emit(n, x_n)` in an order of its
-    /// own (so the caller can write it where it belongs: transposed, or split into two real
-    /// frames), using `v` (length `N`) and the FFT's `scratch`.
+    /// The FFT's input `V_k` for `z = (a + i b) s`, the scale `s` being `s0 * sy` for
+    /// `k = 0` and `s1 * sy` otherwise (the orthonormal inverse's pre-scales, folded in
+    /// here; an empty `b` is zero).
     #[inline(always)]
-    fn process(
-        &self,
-        z: &[C64],
-        v: &mut [C64],
-        scratch: &mut [C64],
-        mut emit: impl FnMut(usize, C64),
-    ) {
-        let n = z.len();
+    fn twiddle(&self, a: &[f64], b: &[f64], s0: f64, s1: f64, sy: f64, v: &mut [C64]) {
+        let tw = &self.twiddle;
+        let s1 = s1 * sy;
+        // Index k pairs with N - k, which runs backwards from N - 1.
+        let (up, down) = (&a[1..], a[1..].iter().rev());
+        if b.is_empty() {
+            v[0] = tw[0] * (a[0] * s0 * sy);
+            for (((o, &ak), &ar), &t) in v[1..].iter_mut().zip(up).zip(down).zip(&tw[1..]) {
+                *o = C64::new(ak, -ar) * (t * s1);
+            }
+        } else {
+            v[0] = C64::new(a[0], b[0]) * tw[0] * (s0 * sy);
+            for ((((o, &ak), &ar), (&bk, &br)), &t) in v[1..]
+                .iter_mut()
+                .zip(up)
+                .zip(down)
+                .zip(b[1..].iter().zip(b[1..].iter().rev()))
+                .zip(&tw[1..])
+            {
+                *o = C64::new(ak + br, bk - ar) * (t * s1);
+            }
+        }
+    }
+
+    /// The FFT's input `V_k = (Z_k - i Z_{N-k}) e^{i pi k / (2N)} / 2` for complex `z`.
+    #[inline(always)]
+    fn twiddle_complex(&self, z: &[C64], v: &mut [C64]) {
         v[0] = z[0] * self.twiddle[0];
-        // Z_k - i Z_{N-k} for k >= 1 (Z_{N-k} runs backwards), times the twiddle.
+        // Z_{N-k} runs backwards.
         for (((o, &a), &b), &w) in v[1..]
             .iter_mut()
             .zip(&z[1..])
@@ -90,15 +117,6 @@ impl ComplexDct3 {
             .zip(&self.twiddle[1..])
         {
             *o = C64::new(a.re + b.im, a.im - b.re) * w;
-        }
-        self.fft.process_with_scratch(v, scratch);
-        // x_2m = v_m, x_2m+1 = v_{N-1-m}.
-        for (m, (&even, &odd)) in v.iter().zip(v.iter().rev()).take(n / 2).enumerate() {
-            emit(2 * m, even);
-            emit(2 * m + 1, odd);
-        }
-        if n % 2 == 1 {
-            emit(n - 1, v[n / 2]);
         }
     }
 }
@@ -126,31 +144,18 @@ impl PairDct2 {
         self.fft.get_inplace_scratch_len()
     }
 
-    /// `z(n)` for `n < N` in, `emit(k, X_k(re) + i X_k(im))` out, using `v` (length `N`).
+    /// The two spectra (`X_k(re) + i X_k(im)` at `out[k]`) from the FFT `v` of a line in
+    /// Makhoul's order (see [`makhoul_index`]).
     #[inline(always)]
-    fn process(
-        &self,
-        z: impl Fn(usize) -> C64,
-        v: &mut [C64],
-        scratch: &mut [C64],
-        mut emit: impl FnMut(usize, C64),
-    ) {
+    fn split(&self, v: &[C64], out: &mut [C64]) {
         let n = v.len();
-        let h = n.div_ceil(2);
-        for (m, o) in v[..h].iter_mut().enumerate() {
-            *o = z(2 * m);
-        }
-        for (m, o) in v[h..].iter_mut().rev().enumerate() {
-            *o = z(2 * m + 1);
-        }
-        self.fft.process_with_scratch(v, scratch);
-        for k in 0..n {
-            let zk = v[k];
-            let zr = v[(n - k) % n].conj();
+        // Z_{N-k} runs backwards (Z_0 pairs with itself).
+        let mirror = std::iter::once(&v[0]).chain(v[1..].iter().rev());
+        for (((o, &zk), &zr), &w) in out[..n].iter_mut().zip(v).zip(mirror).zip(&self.twiddle) {
+            let zr = zr.conj();
             let (a, b) = ((zk + zr) * 0.5, (zk - zr) * 0.5);
-            let w = self.twiddle[k];
             // Re(A w) and Re(B w / i) = Im(B w).
-            emit(k, C64::new((a * w).re, (b * w).im));
+            *o = C64::new((a * w).re, (b * w).im);
         }
     }
 }
@@ -158,8 +163,10 @@ impl PairDct2 {
 /// Per-thread work buffers for [`Dct2::inverse_pair`].
 pub struct Dct2PairScratch {
     zt: Vec<C64>,
-    line: Vec<C64>,
-    v: Vec<C64>,
+    /// Batches of lines through the FFT.
+    w: Vec<C64>,
+    /// A few lines on their way through a transpose.
+    block: Vec<C64>,
     fft: Vec<C64>,
 }
 
@@ -287,7 +294,6 @@ impl Dct2 {
 
 impl Dct2 {
     pub fn pair_scratch(&self) -> Dct2PairScratch {
-        let m = self.nx.max(self.ny);
         let s = [
             self.packed.inv_x.scratch_len(),
             self.packed.inv_y.scratch_len(),
@@ -299,8 +305,8 @@ impl Dct2 {
         .unwrap_or(0);
         Dct2PairScratch {
             zt: vec![C64::default(); self.len()],
-            line: vec![C64::default(); m],
-            v: vec![C64::default(); m],
+            w: vec![C64::default(); self.len()],
+            block: vec![C64::default(); 8 * self.nx.max(self.ny)],
             fft: vec![C64::default(); s],
         }
     }
@@ -317,33 +323,44 @@ impl Dct2 {
         let (nx, ny) = (self.nx, self.ny);
         assert_eq!(frame_a.len(), nx * ny);
         assert_eq!(frame_b.len(), nx * ny);
-        // Along axis 2: each frame row `i`, written transposed (`[ny, nx]`).
-        let zt = &mut s.zt;
-        for i in 0..nx {
+        let (fx, fy) = (&self.packed.fwd_x, &self.packed.fwd_y);
+        // Along axis 2: the frame rows in Makhoul's order, all through the FFT in one call.
+        let w = &mut s.w[..nx * ny];
+        for (i, v) in w.chunks_exact_mut(ny).enumerate() {
             let (ra, rb) = (
                 &frame_a[i * ny..(i + 1) * ny],
                 &frame_b[i * ny..(i + 1) * ny],
             );
-            self.packed.fwd_y.process(
-                |j| C64::new(ra[j].into(), rb[j].into()),
-                &mut s.v[..ny],
-                &mut s.fft,
-                |q, x| zt[q * nx + i] = x,
-            );
+            for (j, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+                v[makhoul_index(ny, j)] = C64::new(x.into(), y.into());
+            }
+        }
+        fy.fft.process_with_scratch(w, &mut s.fft);
+        // Split into coefficients, transposed to `[ny, nx]` and already in Makhoul's order
+        // for axis 1, in blocks of lines so the writes are contiguous.
+        const LINES: usize = 8;
+        let (zt, block) = (&mut s.zt, &mut s.block);
+        for i0 in (0..nx).step_by(LINES) {
+            let i1 = (i0 + LINES).min(nx);
+            for (i, out) in (i0..i1).zip(block.chunks_exact_mut(ny)) {
+                fy.split(&w[i * ny..(i + 1) * ny], out);
+            }
+            for q in 0..ny {
+                for (i, line) in (i0..i1).zip(block.chunks_exact(ny)) {
+                    zt[q * nx + makhoul_index(nx, i)] = line[q];
+                }
+            }
         }
         // Along axis 1, then the orthonormal scales.
-        for q in 0..ny {
-            let line = &s.zt[q * nx..(q + 1) * nx];
+        fx.fft.process_with_scratch(zt, &mut s.fft);
+        let line_out = &mut s.block[..nx];
+        for (q, line) in zt.chunks_exact(nx).enumerate() {
             let sy = self.fwd_y[q];
-            self.packed.fwd_x.process(
-                |p| line[p],
-                &mut s.v[..nx],
-                &mut s.fft,
-                |p, x| {
-                    let w = self.fwd_x[p] * sy;
-                    emit(q * nx + p, x.re * w, x.im * w);
-                },
-            );
+            fx.split(line, line_out);
+            for (p, (&x, &sx)) in line_out.iter().zip(&self.fwd_x).enumerate() {
+                let w = sx * sy;
+                emit(q * nx + p, x.re * w, x.im * w);
+            }
         }
     }
 
@@ -367,46 +384,74 @@ impl Dct2 {
         assert!(coeffs_b.is_empty() || coeffs_b.len() == nx * ny);
         assert!(rows.end <= nx);
         let both = !coeffs_b.is_empty();
-        // Along axis 1: each stored row `q` (over `p`), written transposed (`[nx, ny]`).
-        let zt = &mut s.zt;
-        for q in 0..ny {
-            let sy = self.inv_y[q];
+        let (px, py) = (&self.packed.inv_x, &self.packed.inv_y);
+        // Along axis 1: every stored row `q` (over `p`) twiddled, then all of them through the
+        // FFT in one call (rustfft runs a batch without per-line dispatch).
+        let w = &mut s.w[..nx * ny];
+        for (q, v) in w.chunks_exact_mut(nx).enumerate() {
             let r = q * nx..(q + 1) * nx;
-            let line = &mut s.line[..nx];
-            if both {
-                for ((z, (&a, &b)), &sx) in line
-                    .iter_mut()
-                    .zip(coeffs_a[r.clone()].iter().zip(&coeffs_b[r.clone()]))
-                    .zip(&self.inv_x)
-                {
-                    *z = C64::new(a * sx * sy, b * sx * sy);
-                }
-            } else {
-                for ((z, &a), &sx) in line.iter_mut().zip(&coeffs_a[r.clone()]).zip(&self.inv_x) {
-                    *z = C64::new(a * sx * sy, 0.0);
+            let b = if both { &coeffs_b[r.clone()] } else { &[][..] };
+            px.twiddle(
+                &coeffs_a[r],
+                b,
+                self.inv_x[0],
+                self.inv_x[1 % nx],
+                self.inv_y[q],
+                v,
+            );
+        }
+        px.fft.process_with_scratch(w, &mut s.fft);
+        // Makhoul's output order undone while transposing to `[nx, ny]`, in blocks of
+        // lines so the reads stay in cache and the writes are contiguous.
+        const LINES: usize = 8;
+        let zt = &mut s.zt;
+        for q0 in (0..ny).step_by(LINES) {
+            let q1 = (q0 + LINES).min(ny);
+            for i in rows.clone() {
+                let src = makhoul_index(nx, i);
+                for (q, z) in (q0..q1).zip(&mut zt[i * ny + q0..i * ny + q1]) {
+                    *z = w[q * nx + src];
                 }
             }
-            self.packed
-                .inv_x
-                .process(line, &mut s.v[..nx], &mut s.fft, |i, x| zt[i * ny + q] = x);
         }
         // Along axis 2, only the rows wanted, split into the two real frames.
-        for i in rows {
-            let row = i * ny;
-            let line = &s.zt[row..row + ny];
+        let nr = rows.len();
+        let w = &mut s.w[..nr * ny];
+        for (i, v) in rows.clone().zip(w.chunks_exact_mut(ny)) {
+            py.twiddle_complex(&zt[i * ny..(i + 1) * ny], v);
+        }
+        py.fft.process_with_scratch(w, &mut s.fft);
+        // x_2m = v_m, x_2m+1 = v_{N-1-m} (for odd N the middle value is last).
+        let h = ny / 2;
+        for (i, v) in rows.zip(w.chunks_exact(ny)) {
+            let row = i * ny..(i + 1) * ny;
+            let (even, odd) = (&v[..h], v[ny - h..].iter().rev());
             if both {
-                self.packed
-                    .inv_y
-                    .process(line, &mut s.v[..ny], &mut s.fft, |j, x| {
-                        frame_a[row + j] = x.re;
-                        frame_b[row + j] = x.im;
-                    });
+                let (fa, fb) = (&mut frame_a[row.clone()], &mut frame_b[row]);
+                for (((a, b), &e), &o) in fa
+                    .chunks_exact_mut(2)
+                    .zip(fb.chunks_exact_mut(2))
+                    .zip(even)
+                    .zip(odd)
+                {
+                    a[0] = e.re;
+                    a[1] = o.re;
+                    b[0] = e.im;
+                    b[1] = o.im;
+                }
+                if ny % 2 == 1 {
+                    fa[ny - 1] = v[h].re;
+                    fb[ny - 1] = v[h].im;
+                }
             } else {
-                self.packed
-                    .inv_y
-                    .process(line, &mut s.v[..ny], &mut s.fft, |j, x| {
-                        frame_a[row + j] = x.re
-                    });
+                let fa = &mut frame_a[row];
+                for ((a, &e), &o) in fa.chunks_exact_mut(2).zip(even).zip(odd) {
+                    a[0] = e.re;
+                    a[1] = o.re;
+                }
+                if ny % 2 == 1 {
+                    fa[ny - 1] = v[h].re;
+                }
             }
         }
     }
