@@ -163,6 +163,22 @@ pub fn prepare_video<'a>(
     Ok((frames, p))
 }
 
+/// [`prepare_video`] with the weak form's second opinion computed beside the decisions (it
+/// needs only the frames, and fills the cores where the decisions are serial), as
+/// `estimate` does.
+pub fn prepare_video_and_weak_form<'a>(
+    video: &'a Video,
+    s: &EstimateSettings,
+) -> Result<(Vec<&'a [f32]>, Prepared, f64), String> {
+    let frames = stepped_frames(video, s)?;
+    let dt = video.dt_between(s.frame_step);
+    let (p, weak) = rayon::join(
+        || prepare(&frames, &video.grid, dt, &s.options(video)),
+        || safe_physics::estimate::weak_form_of(&frames, &video.grid, dt),
+    );
+    Ok((frames, p?, weak))
+}
+
 /// A result row from the decisions of `prep` and the numbers of one estimate.
 pub fn result_row(
     video: &Video,

@@ -1,6 +1,6 @@
 //! Zero-shot inference of one loaded video (model crate + data layer).
 
-use crate::fitting::{EstimateSettings, prepare_video, result_row};
+use crate::fitting::{EstimateSettings, prepare_video_and_weak_form, result_row};
 use crate::results::SimResult;
 use safe_data::Video;
 use safe_model::zero_shot::{StepRecord, ZeroShotConfig, ZeroShotOutput, zero_shot};
@@ -18,7 +18,7 @@ pub fn zero_shot_video(
     progress: &mut dyn FnMut(&StepRecord),
 ) -> Result<(SimResult, ZeroShotOutput), String> {
     let t0 = std::time::Instant::now();
-    let (frames, prep) = prepare_video(video, &s.estimate)?;
+    let (frames, prep, weak_form) = prepare_video_and_weak_form(video, &s.estimate)?;
     let canon = canonical(&frames, prep.process);
     let out = zero_shot(
         &canon,
@@ -35,16 +35,38 @@ pub fn zero_shot_video(
     // estimate (the loss is the same function; the video's units).
     let std = out.norm.std;
     let a = out.alpha_abs;
-    // On an open window one evaluation over every frame pair gives them all (each costs as
-    // much as a polish step).
-    let (stderr, raw, corrected, change, curvature) = match &out.loss {
-        safe_physics::estimate::SafeLoss::Window(w) => {
+    // On an open window the polish's last evaluation gives them all, as the fit's does
+    // (an evaluation over every pair costs as much as a polish step).
+    let (stderr, raw, corrected, change, curvature, n_eff) = match (&out.loss, &out.window_polish) {
+        (safe_physics::estimate::SafeLoss::Window(_), Some(p)) => (
+            p.eval.sandwich(),
+            p.eval.raw,
+            p.eval.point.loss,
+            p.change_energy,
+            p.eval.point.d2,
+            p.n_eff,
+        ),
+        (safe_physics::estimate::SafeLoss::Window(w), None) => {
             let (se, e) = w.stderr_at(a);
-            (se, e.raw, e.point.loss, w.change_energy(), e.point.d2)
+            (
+                se,
+                e.raw,
+                e.point.loss,
+                w.change_energy(),
+                e.point.d2,
+                w.n_eff(),
+            )
         }
-        l => {
-            let p = l.eval(a);
-            (l.stderr(a), l.raw_loss(a), p.loss, l.eval(0.0).loss, p.d2)
+        (safe_physics::estimate::SafeLoss::Curve(c), _) => {
+            let p = c.eval(a);
+            (
+                c.stderr(a),
+                c.raw_loss(a),
+                p.loss,
+                c.eval(0.0).loss,
+                p.d2,
+                c.n_eff(),
+            )
         }
     };
     let fit = safe_physics::loss::FitResult {
@@ -58,10 +80,7 @@ pub fn zero_shot_video(
         range: (0.0, f64::INFINITY),
         evaluations: s.config.steps,
         curvature,
-        n_eff: match &out.loss {
-            safe_physics::estimate::SafeLoss::Curve(c) => c.n_eff(),
-            safe_physics::estimate::SafeLoss::Window(w) => w.n_eff(),
-        },
+        n_eff,
     };
     let e = safe_physics::estimate::finish(
         &frames,
@@ -71,7 +90,7 @@ pub fn zero_shot_video(
         prep,
         &out.loss,
         fit,
-        None,
+        Some(weak_form),
     )?;
     let mut r = result_row(
         video,

@@ -25,7 +25,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 use safe_physics::estimate::{Prepared, SafeLoss};
 use safe_physics::loss::LossPoint;
-use safe_physics::loss::window::last_step;
+use safe_physics::loss::window::{WindowEval, last_step};
 use safe_physics::{Grid, OperatorSpec};
 use serde::{Deserialize, Serialize};
 
@@ -139,6 +139,19 @@ pub struct ZeroShotOutput {
     pub spec: OperatorSpec,
     /// `|alpha|` when Adam stopped (before the polish).
     pub adam_alpha: f64,
+    /// On an open window, the polish's last evaluation: the error bar is read from it as
+    /// the fit reads its own (see [`last_step`]), with no evaluation over every pair after.
+    pub window_polish: Option<WindowPolish>,
+}
+
+/// The last evaluation of zero-shot's polish on an open window, with what the report
+/// needs beside it.
+pub struct WindowPolish {
+    pub eval: WindowEval,
+    /// Effectively independent residual samples of the pairs the polish evaluated.
+    pub n_eff: f64,
+    /// The noise-corrected loss at `|alpha| = 0` under the polish's masks.
+    pub change_energy: f64,
 }
 
 impl ZeroShotOutput {
@@ -154,9 +167,14 @@ impl ZeroShotOutput {
             * self.norm.std.powi(2)
     }
 
-    /// The SAFE loss at the estimate, in the video's own intensity units (Table 5).
+    /// The SAFE loss at the estimate, in the video's own intensity units (Table 5). On an
+    /// open window, at the polish's last evaluation (as the fit reports it).
     pub fn safe_loss(&self) -> f64 {
-        self.loss.raw_loss(self.alpha_abs).max(0.0) * self.norm.std.powi(2)
+        let raw = match &self.window_polish {
+            Some(p) => p.eval.raw,
+            None => self.loss.raw_loss(self.alpha_abs),
+        };
+        raw.max(0.0) * self.norm.std.powi(2)
     }
 }
 
@@ -183,6 +201,7 @@ pub fn zero_shot(
     cfg: &ZeroShotConfig,
     progress: &mut dyn FnMut(&StepRecord),
 ) -> ZeroShotOutput {
+    let stages = safe_physics::estimate::Stages::start();
     let t = frames.len();
     let (h, w) = (grid.nx, grid.ny);
     let norm = Normalisation::of(frames);
@@ -213,7 +232,9 @@ pub fn zero_shot(
     let pooled = Tensor::<4>::from_data(TensorData::new(pooled, [t, 1, p, p]), &dev);
 
     let frames_f: Vec<&[f32]> = latent.chunks_exact(h * w).collect();
+    stages.mark("zero-shot model and pooling");
     let mut loss = SafeLoss::build(&frames_f, grid, dt_save, prep, 1.0 / norm.std);
+    stages.mark("zero-shot loss");
     let band_feats = (cfg.model.bands > 0).then(|| {
         let op = safe_physics::SafeOperator::new(*grid, prep.spec, dt_save);
         let spectra =
@@ -306,16 +327,20 @@ pub fn zero_shot(
                 .into_scalar::<f64>()
         }
     };
+    stages.mark("zero-shot Adam");
     // Newton on the output bias: the output is softplus(y + b), so a bias step moves the
     // output along softplus and Newton in |alpha| is Newton in b.
     let mut alpha_abs = adam_alpha;
+    let mut window_polish = None;
     if cfg.polish > 0 && alpha_abs.is_finite() && alpha_abs > 0.0 {
         // On open windows the polish evaluates the pairs and stops as the fit's does.
         let window_pairs = match &mut loss {
             SafeLoss::Window(wl) => {
-                let pairs = wl.for_polish(alpha_abs, window_hi).0;
+                let (pairs, (_, corr0)) = wl.for_polish(alpha_abs, window_hi);
                 alpha_abs = wl.approach(&pairs, alpha_abs).0;
-                Some(pairs)
+                let used = pairs.iter().filter(|p| p.0 == 0).count().max(1);
+                let n_eff = wl.n_eff() * used as f64 / wl.pairs(0).max(1) as f64;
+                Some((pairs, n_eff, corr0))
             }
             SafeLoss::Curve(_) => None,
         };
@@ -323,7 +348,7 @@ pub fn zero_shot(
         for _ in 0..cfg.polish {
             let a = alpha_abs;
             let (window_eval, lp) = match (&loss, &window_pairs) {
-                (SafeLoss::Window(wl), Some(pairs)) => {
+                (SafeLoss::Window(wl), Some((pairs, ..))) => {
                     let e = wl.eval_pairs(a, pairs, 2, true);
                     let p = e.point;
                     (Some(e), p)
@@ -350,11 +375,19 @@ pub fn zero_shot(
                     .as_ref()
                     .is_some_and(|e| bounds.1 == 0.0 && last_step(next - a, next, e));
             alpha_abs = next;
+            if let (Some(e), Some((_, n_eff, change_energy))) = (window_eval, &window_pairs) {
+                window_polish = Some(WindowPolish {
+                    eval: e,
+                    n_eff: *n_eff,
+                    change_energy: *change_energy,
+                });
+            }
             if done {
                 break;
             }
         }
     }
+    stages.mark("zero-shot polish");
     ZeroShotOutput {
         alpha_abs,
         history,
@@ -366,6 +399,7 @@ pub fn zero_shot(
         trainable_params,
         spec: prep.spec,
         adam_alpha,
+        window_polish,
     }
 }
 

@@ -179,20 +179,20 @@ fn finite_or_null(x: f64) -> Value {
 }
 
 /// Stage timings on stderr when `SAFE_PROFILE` is set (where an estimate's time goes).
-struct Stages {
+pub struct Stages {
     t0: std::time::Instant,
     on: bool,
 }
 
 impl Stages {
-    fn start() -> Stages {
+    pub fn start() -> Stages {
         Stages {
             t0: std::time::Instant::now(),
             on: std::env::var_os("SAFE_PROFILE").is_some(),
         }
     }
 
-    fn mark(&self, what: &str) {
+    pub fn mark(&self, what: &str) {
         if self.on {
             eprintln!(
                 "[profile] {what}: {:.1} ms",
@@ -1155,8 +1155,9 @@ pub fn finish<T: Copy + Into<f64> + Sync>(
     })
 }
 
-/// The weak form's `alpha` with its default test functions (NaN where it has none).
-fn weak_form_of<T: Copy + Into<f64> + Sync>(frames: &[&[T]], grid: &Grid, dt_save: f64) -> f64 {
+/// The weak form's `alpha` with its default test functions (NaN where it has none): the
+/// second opinion [`finish`] takes.
+pub fn weak_form_of<T: Copy + Into<f64> + Sync>(frames: &[&[T]], grid: &Grid, dt_save: f64) -> f64 {
     crate::weak_form::weak_form_alpha(
         frames,
         grid.nx,
