@@ -646,3 +646,67 @@ fn binomial_mirror_matches_its_definition() {
         }
     }
 }
+
+/// With `N_sub = inf` the noise quadrature is summed axis by axis; the mode-by-mode sum is
+/// its reference.
+#[test]
+fn separable_noise_terms_match_the_mode_by_mode_sum() {
+    let g = Grid::new(33, 28, 0.5, 0.6).unwrap();
+    let frames = random_frames(&g, 6, 9);
+    let refs: Vec<&[f64]> = frames.iter().map(|f| f.as_slice()).collect();
+    for l in [Laplacian::FivePoint, Laplacian::Continuum] {
+        let s = spec(Boundary::Open, l, SubSteps::Infinite);
+        let w = WindowLoss::new(&refs, &g, s, 0.25, &[1, 3]);
+        for a in [0.0, 0.05, 0.4, 3.0] {
+            for h in [1, 3] {
+                for rho in [0.0, 0.3] {
+                    let fast = w.noise_terms_separable(a, h, rho);
+                    let grid = w.noise_terms_on_grid(a, h, rho);
+                    for (x, y) in [(fast.0, grid.0), (fast.1, grid.1), (fast.2, grid.2)] {
+                        assert!(
+                            (x - y).abs() <= 1e-12 * y.abs().max(grid.0.abs()),
+                            "{s} a={a} h={h} rho={rho}: {fast:?} vs {grid:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The interior noise variance read from the summed-area table equals the direct mean of
+/// the noise map over the interior.
+#[test]
+fn interior_noise_variance_matches_the_direct_mean() {
+    let g = Grid::new(30, 26, 0.5, 0.5).unwrap();
+    let frames = random_frames(&g, 5, 4);
+    let refs: Vec<&[f64]> = frames.iter().map(|f| f.as_slice()).collect();
+    let s = spec(Boundary::Open, Laplacian::Continuum, SubSteps::Infinite);
+    let mut w = WindowLoss::new(&refs, &g, s, 0.25, &[1, 2]).with_noise(
+        crate::loss::NoiseModel::white(0.7),
+        crate::operator::KERNEL_TAIL,
+    );
+    let map = super::window::high_pass_map(&refs, g.nx, g.ny);
+    let mean = |x0: usize, x1: usize, y0: usize, y1: usize| {
+        let mut acc = 0.0;
+        for i in x0..x1 {
+            for j in y0..y1 {
+                acc += map[i * g.ny + j];
+            }
+        }
+        acc / ((x1 - x0) * (y1 - y0)) as f64
+    };
+    for a in [0.05, 0.3, 1.0] {
+        w.set_margins(a);
+        for si in 0..w.strides.len() {
+            let (mx, my) = w.margins[si];
+            let (mx, my) = (mx.max(1), my.max(1));
+            let want = 0.7 * mean(mx, g.nx - mx, my, g.ny - my) / mean(1, g.nx - 1, 1, g.ny - 1);
+            let got = w.interior_var(si);
+            assert!(
+                (got - want).abs() <= 1e-12 * want,
+                "a={a} si={si}: {got} vs {want}"
+            );
+        }
+    }
+}

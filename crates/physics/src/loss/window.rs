@@ -16,7 +16,7 @@ use crate::dct2::{Dct2, Dct2PairScratch, Dct2Scratch};
 use crate::fft2::C64;
 use crate::grid::Grid;
 use crate::operator::symbol::grid_multipliers;
-use crate::operator::{Boundary, KERNEL_TAIL, OperatorSpec, SafeOperator};
+use crate::operator::{Boundary, KERNEL_TAIL, OperatorSpec, SafeOperator, SubSteps};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -48,14 +48,17 @@ pub struct WindowLoss {
     /// Side of the square pixel blocks of the sandwich error bar.
     pub block: usize,
     /// Per pixel, the mean square of a high-pass of the frames where it is smallest: how
-    /// the noise variance varies over the window (shot noise follows the intensity).
-    noise_map: Vec<f64>,
+    /// the noise variance varies over the window (shot noise follows the intensity). Kept
+    /// as its summed-area table (`[nx + 1, ny + 1]`), so any interior's mean is four reads.
+    noise_sat: Vec<f64>,
     /// Quadrature of the white-noise terms over the continuous frequency square: per node
     /// `(Phi^2, weight)` on the cosine grid extended to `theta = pi` (trapezoid rule; an
     /// interior pixel sees the unbounded kernel, not the mirrored basis's trace), row major.
     quad: Vec<(f64, f64)>,
     /// The nodes' eigenvalues along each axis (`mu = mu_x + mu_y`).
     quad_mu: (Vec<f64>, Vec<f64>),
+    /// Per-axis `Phi^2 w` of the quadrature (`quad` is their outer product).
+    quad_fw: (Vec<f64>, Vec<f64>),
     /// Work buffers of finished evaluations, lent to the next (an evaluation needs ~0.7 MB
     /// per thread; allocating and zeroing them afresh cost a tenth of a zero-shot run).
     pool: Mutex<Vec<Workspace>>,
@@ -220,8 +223,8 @@ impl WindowLoss {
             .collect();
         let strides = if strides.is_empty() { vec![1] } else { strides };
         let block = ((grid.nx.min(grid.ny) as f64 / 6.0).round() as usize).clamp(4, 32);
-        let noise_map = high_pass_map(frames, grid.nx, grid.ny);
-        let (quad, quad_mu) = {
+        let noise_sat = summed_area(&high_pass_map(frames, grid.nx, grid.ny), grid.nx, grid.ny);
+        let (quad, quad_mu, quad_fw) = {
             let axis = |n: usize, h: f64| -> Vec<(f64, f64, f64)> {
                 (0..=n)
                     .map(|p| {
@@ -241,7 +244,8 @@ impl WindowLoss {
                 .flat_map(|&(_, fy, wy)| ax.iter().map(move |&(_, fx, wx)| (fx * fy, wx * wy)))
                 .collect();
             let mu = |v: &[(f64, f64, f64)]| v.iter().map(|x| x.0).collect();
-            (nodes, (mu(&ax), mu(&ay)))
+            let fw = |v: &[(f64, f64, f64)]| v.iter().map(|x| x.1 * x.2).collect();
+            (nodes, (mu(&ax), mu(&ay)), (fw(&ax), fw(&ay)))
         };
         let mut w = WindowLoss {
             op,
@@ -256,9 +260,10 @@ impl WindowLoss {
             tol: KERNEL_TAIL,
             noise: NoiseModel::default(),
             block,
-            noise_map,
+            noise_sat,
             quad,
             quad_mu,
+            quad_fw,
             pool: Mutex::new(Vec::new()),
         };
         w.build_reach();
@@ -680,6 +685,50 @@ impl WindowLoss {
     /// `int Phi^2 (m^2 - 2 rho m + 1)` over the frequency square and its first two
     /// derivatives in `a`, for stride `h`.
     fn noise_terms(&self, a: f64, h: usize, rho: f64) -> (f64, f64, f64) {
+        match self.op.spec.n_sub.times(h) {
+            SubSteps::Infinite => self.noise_terms_separable(a, h, rho),
+            SubSteps::Finite(_) => self.noise_terms_on_grid(a, h, rho),
+        }
+    }
+
+    /// [`Self::noise_terms`] with `N_sub = inf`: the quadrature is a product of per-axis
+    /// rules and the multiplier of per-axis exponentials, so the integral is sums of products
+    /// of per-axis sums (`nx + ny` terms instead of `nx ny`; a test binds it to the grid).
+    pub(crate) fn noise_terms_separable(&self, a: f64, h: usize, rho: f64) -> (f64, f64, f64) {
+        let s = self.op.dt_save * h as f64;
+        // Per axis, sum of fw mu^k g for g in (1, e, e^2), k in (0, 1, 2), e = exp(-s a mu).
+        let sums = |mu: &[f64], fw: &[f64]| -> [[f64; 3]; 3] {
+            let mut out = [[0.0; 3]; 3];
+            for (&u, &w) in mu.iter().zip(fw) {
+                let e = (-(s * u) * a).exp();
+                let g = [w, w * e, w * e * e];
+                for (k, o) in out.iter_mut().enumerate() {
+                    let uk = u.powi(k as i32);
+                    for (x, &gi) in o.iter_mut().zip(&g) {
+                        *x += uk * gi;
+                    }
+                }
+            }
+            out
+        };
+        let x = sums(&self.quad_mu.0, &self.quad_fw.0);
+        let y = sums(&self.quad_mu.1, &self.quad_fw.1);
+        // int (mu_x + mu_y)^k g over the square, g the product of its axis factors.
+        let t = |k: usize, g: usize| match k {
+            0 => x[0][g] * y[0][g],
+            1 => x[1][g] * y[0][g] + x[0][g] * y[1][g],
+            _ => x[2][g] * y[0][g] + 2.0 * x[1][g] * y[1][g] + x[0][g] * y[2][g],
+        };
+        // m = e_x e_y, m1 = -s mu m, m2 = s^2 mu^2 m; m m1 = -s mu m^2, m1^2 = m m2.
+        let c = t(0, 2) - 2.0 * rho * t(0, 1) + t(0, 0);
+        let c1 = 2.0 * (-s * t(1, 2) + rho * s * t(1, 1));
+        let c2 = 2.0 * s * s * (2.0 * t(2, 2) - rho * t(2, 1));
+        (c, c1, c2)
+    }
+
+    /// [`Self::noise_terms`] summed mode by mode (any `N_sub`; the reference of the
+    /// separable form).
+    pub(crate) fn noise_terms_on_grid(&self, a: f64, h: usize, rho: f64) -> (f64, f64, f64) {
         let len = self.quad.len();
         let (mut m, mut m1, mut m2) = (vec![0.0; len], vec![0.0; len], vec![0.0; len]);
         grid_multipliers(
@@ -709,15 +758,13 @@ impl WindowLoss {
         let g = self.op.grid;
         let (nx, ny) = (g.nx, g.ny);
         let (mx, my) = self.margins[si];
+        let at = |i: usize, j: usize| self.noise_sat[i * (ny + 1) + j];
         let mean = |x0: usize, x1: usize, y0: usize, y1: usize| -> f64 {
-            let (mut s, mut k) = (0.0, 0usize);
-            for i in x0..x1 {
-                for j in y0..y1 {
-                    s += self.noise_map[i * ny + j];
-                    k += 1;
-                }
+            if x1 <= x0 || y1 <= y0 {
+                return 0.0;
             }
-            s / k.max(1) as f64
+            let s = at(x1, y1) - at(x0, y1) - at(x1, y0) + at(x0, y0);
+            s / ((x1 - x0) * (y1 - y0)) as f64
         };
         let whole = mean(1, nx - 1, 1, ny - 1);
         let inner = mean(mx.max(1), nx - mx.max(1), my.max(1), ny - my.max(1));
@@ -908,10 +955,29 @@ fn fir(out: &mut [f64], taps: &[f64], lines: &[&[f64]]) {
     }
 }
 
+/// Summed-area table of an `nx x ny` map: entry `[i, j]` of the `[nx + 1, ny + 1]` result is
+/// the sum of the map over rows `< i` and columns `< j`.
+fn summed_area(map: &[f64], nx: usize, ny: usize) -> Vec<f64> {
+    let w = ny + 1;
+    let mut sat = vec![0.0; (nx + 1) * w];
+    for i in 0..nx {
+        let mut row = 0.0;
+        for j in 0..ny {
+            row += map[i * ny + j];
+            sat[(i + 1) * w + j + 1] = sat[i * w + j + 1] + row;
+        }
+    }
+    sat
+}
+
 /// Per pixel, the mean over the frames where it is smallest (within 25% of the minimum) of
 /// the squared checkerboard high-pass `[1,-2,1] x [1,-2,1]`, which passes white noise and
 /// almost no smooth signal; zero on the edge pixels.
-fn high_pass_map<T: Copy + Into<f64> + Sync>(frames: &[&[T]], nx: usize, ny: usize) -> Vec<f64> {
+pub(crate) fn high_pass_map<T: Copy + Into<f64> + Sync>(
+    frames: &[&[T]],
+    nx: usize,
+    ny: usize,
+) -> Vec<f64> {
     let hp = |f: &[T], i: usize, j: usize| -> f64 {
         let at = |a: usize, b: usize| -> f64 { f[a * ny + b].into() };
         let col = |b: usize| at(i - 1, b) - 2.0 * at(i, b) + at(i + 1, b);
