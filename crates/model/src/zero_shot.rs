@@ -291,8 +291,11 @@ pub fn zero_shot(
             for step in 0..cfg.steps {
                 let host = HostEstimator::from_params(&params);
                 let (a, cache) = host.forward(&pooled_host, band_feats.as_deref(), t);
-                let (g, l) = grad_of(a as f64, step);
-                adam.step(&mut params, host.backward(&cache, g as f32), cfg.lr);
+                // The backward pass is linear in the loss's gradient: d|alpha|/dparams runs
+                // beside the loss's evaluation (an open window's is as long), then scales.
+                let (unit, (g, l)) =
+                    rayon::join(|| host.backward(&cache, 1.0), || grad_of(a as f64, step));
+                adam.step(&mut params, unit.scaled(g as f32), cfg.lr);
                 let rec = StepRecord {
                     step,
                     alpha_abs: a as f64,
