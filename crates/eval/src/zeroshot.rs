@@ -38,14 +38,17 @@ pub fn zero_shot_video(
     // On an open window the polish's last evaluation gives them all, as the fit's does
     // (an evaluation over every pair costs as much as a polish step).
     let (stderr, raw, corrected, change, curvature, n_eff) = match (&out.loss, &out.window_polish) {
-        (safe_physics::estimate::SafeLoss::Window(_), Some(p)) => (
-            p.eval.sandwich(),
-            p.eval.raw,
-            p.eval.point.loss,
-            p.change_energy,
-            p.eval.point.d2,
-            p.n_eff,
-        ),
+        (safe_physics::estimate::SafeLoss::Window(_), Some(p)) => {
+            let (raw, corrected) = p.eval.losses_at(p.da);
+            (
+                p.eval.sandwich_at(p.da),
+                raw,
+                corrected,
+                p.change_energy,
+                p.eval.point.d2,
+                p.n_eff,
+            )
+        }
         (safe_physics::estimate::SafeLoss::Window(w), None) => {
             let (se, e) = w.stderr_at(a);
             (

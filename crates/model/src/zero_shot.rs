@@ -148,6 +148,9 @@ pub struct ZeroShotOutput {
 /// needs beside it.
 pub struct WindowPolish {
     pub eval: WindowEval,
+    /// How far the last Newton step moved `|alpha|` from the evaluation's point (0 when the
+    /// polish stopped without converging): the report carries the evaluation there.
+    pub da: f64,
     /// Effectively independent residual samples of the pairs the polish evaluated.
     pub n_eff: f64,
     /// The noise-corrected loss at `|alpha| = 0` under the polish's masks.
@@ -171,7 +174,7 @@ impl ZeroShotOutput {
     /// open window, at the polish's last evaluation (as the fit reports it).
     pub fn safe_loss(&self) -> f64 {
         let raw = match &self.window_polish {
-            Some(p) => p.eval.raw,
+            Some(p) => p.eval.losses_at(p.da).0,
             None => self.loss.raw_loss(self.alpha_abs),
         };
         raw.max(0.0) * self.norm.std.powi(2)
@@ -377,10 +380,12 @@ pub fn zero_shot(
                 || window_eval
                     .as_ref()
                     .is_some_and(|e| bounds.1 == 0.0 && last_step(next - a, next, e));
+            let da = if done { next - a } else { 0.0 };
             alpha_abs = next;
             if let (Some(e), Some((_, n_eff, change_energy))) = (window_eval, &window_pairs) {
                 window_polish = Some(WindowPolish {
                     eval: e,
+                    da,
                     n_eff: *n_eff,
                     change_energy: *change_energy,
                 });

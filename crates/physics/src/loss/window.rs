@@ -98,24 +98,58 @@ impl std::fmt::Debug for WindowLoss {
     }
 }
 
-/// One evaluation: the loss and, per pixel block, its share of `dL/da` (sandwich).
+/// One evaluation: the loss and, per pixel block, its share of `dL/da` and (order 2) of
+/// `d2L/da2` (sandwich).
 #[derive(Clone, Debug, Default)]
 pub struct WindowEval {
     pub point: LossPoint,
     pub raw: f64,
+    /// `d raw / da` and `d2 raw / da2` (before the noise correction).
+    pub raw_d1: f64,
+    pub raw_d2: f64,
     pub block_d1: Vec<f64>,
+    pub block_d2: Vec<f64>,
 }
 
 impl WindowEval {
     /// Sandwich standard error over the pixel blocks (infinite where the loss is not convex
     /// or no blocks were summed).
     pub fn sandwich(&self) -> f64 {
-        let s2: f64 = self.block_d1.iter().map(|x| x * x).sum();
+        self.sandwich_at(0.0)
+    }
+
+    /// The sandwich at `a + da`, each block's share of `dL/da` carried there by its share of
+    /// the curvature: after a Newton step the shares sum to zero again, and the error bar is
+    /// the minimum's (to second order in `da`) without another evaluation. Needs the blocks'
+    /// curvature (order 2); without it, or for `da = 0`, the sandwich at `a`.
+    pub fn sandwich_at(&self, da: f64) -> f64 {
+        if da != 0.0 && self.block_d2.len() != self.block_d1.len() {
+            return self.sandwich();
+        }
+        let s2: f64 = if da != 0.0 {
+            self.block_d1
+                .iter()
+                .zip(&self.block_d2)
+                .map(|(g, h)| (g + h * da).powi(2))
+                .sum()
+        } else {
+            self.block_d1.iter().map(|x| x * x).sum()
+        };
         if self.point.d2 > 0.0 && !self.block_d1.is_empty() {
             s2.sqrt() / self.point.d2
         } else {
             f64::INFINITY
         }
+    }
+
+    /// The raw and the noise-corrected loss carried to `a + da` by their quadratic models
+    /// (an order-2 evaluation; see [`last_step`] for how far that is trusted).
+    pub fn losses_at(&self, da: f64) -> (f64, f64) {
+        let q = |l: f64, d1: f64, d2: f64| l + da * (d1 + 0.5 * d2 * da);
+        (
+            q(self.raw, self.raw_d1, self.raw_d2),
+            q(self.point.loss, self.point.d1, self.point.d2),
+        )
     }
 }
 
@@ -439,7 +473,8 @@ impl WindowLoss {
             .collect();
         let (bx, by) = (nx.div_ceil(self.block), ny.div_ceil(self.block));
         let nb = if blocks { bx * by } else { 0 };
-        let zero = || (LossPoint::default(), 0.0, vec![0.0; nb]);
+        let nb2 = if order >= 2 { nb } else { 0 };
+        let zero = || (LossPoint::default(), 0.0, vec![0.0; nb], vec![0.0; nb2]);
         // Each pair's share in parallel, then summed in pair order: the same bits whatever
         // the thread count (a parallel reduce's tree follows work stealing).
         // One frame pair's share, from its prediction and derivative fields (`None`: the
@@ -467,12 +502,14 @@ impl WindowLoss {
                         let p1 = f[1][i * py + j];
                         rd1 += r * p1;
                         rgn += p1 * p1;
-                        if order >= 2 {
-                            rd2 += r * f[2][i * py + j];
-                        }
+                        let p2 = if order >= 2 { f[2][i * py + j] } else { 0.0 };
+                        rd2 += r * p2;
                         if blocks {
                             let b = (i / self.block) * by + j / self.block;
                             acc.2[b] += 2.0 * w * r * p1;
+                            if order >= 2 {
+                                acc.3[b] += 2.0 * w * (p1 * p1 + r * p2);
+                            }
                         }
                     }
                 }
@@ -491,7 +528,7 @@ impl WindowLoss {
         // Frame pairs two at a time: their fields (prediction and derivatives) go through
         // the inverse transform two per packed transform, on the rows the masks keep.
         let nk = order.min(2) as usize + 1;
-        let per_pair: Vec<(LossPoint, f64, Vec<f64>)> = pairs
+        let per_pair: Vec<(LossPoint, f64, Vec<f64>, Vec<f64>)> = pairs
             .par_chunks(2)
             .map_init(
                 || self.lease(),
@@ -544,14 +581,18 @@ impl WindowLoss {
             )
             .flatten_iter()
             .collect();
-        let (mut point, raw, mut bd1) = per_pair.into_iter().fold(zero(), |mut x, y| {
+        let (mut point, raw, mut bd1, mut bd2) = per_pair.into_iter().fold(zero(), |mut x, y| {
             x.0 += y.0;
             x.1 += y.1;
             for (p, q) in x.2.iter_mut().zip(&y.2) {
                 *p += q;
             }
+            for (p, q) in x.3.iter_mut().zip(&y.3) {
+                *p += q;
+            }
             x
         });
+        let (raw_d1, raw_d2) = (point.d1, point.d2);
         // Expected noise share per interior pixel: var * int Phi^2 (m^2 - 2 rho m + 1) over
         // the frequency square, with var the noise over that stride's interior.
         if self.noise.var > 0.0 {
@@ -564,16 +605,20 @@ impl WindowLoss {
                 point.loss -= k * c;
                 point.d1 -= k * c1;
                 point.d2 -= k * c2;
-                shares.push((si, k * c1));
+                shares.push((si, k * c1, k * c2));
             }
             if blocks && order >= 1 {
                 // Each block carries the correction's derivative in proportion to its pixels.
-                for (si, c1) in shares {
+                for (si, c1, c2) in shares {
                     let (mx, my) = self.margins[si];
                     let npix = ((nx - 2 * mx) * (ny - 2 * my)) as f64;
                     for i in mx..nx - mx {
                         for j in my..ny - my {
-                            bd1[(i / self.block) * by + j / self.block] -= c1 / npix;
+                            let b = (i / self.block) * by + j / self.block;
+                            bd1[b] -= c1 / npix;
+                            if let Some(x) = bd2.get_mut(b) {
+                                *x -= c2 / npix;
+                            }
                         }
                     }
                 }
@@ -581,11 +626,15 @@ impl WindowLoss {
         }
         if !blocks {
             bd1.clear();
+            bd2.clear();
         }
         WindowEval {
             point,
             raw,
+            raw_d1,
+            raw_d2,
             block_d1: bd1,
+            block_d2: bd2,
         }
     }
 
@@ -1144,6 +1193,8 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
     let (mut a, mut evaluations) = w.approach(&pairs, c.a0);
     evaluations += c.evaluations;
     let mut last = WindowEval::default();
+    // How far the last Newton step moved from `last`, once it is the last.
+    let mut carried = 0.0;
     for _ in 0..8 {
         last = w.eval_pairs(a, &pairs, 2, true);
         evaluations += 1;
@@ -1154,18 +1205,20 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
         }
         let step = (p.d1 / curv).clamp(-0.5 * a, 0.5 * a);
         a -= step;
-        if step.abs() <= 1e-9 * a || last_step(step, a, &last) {
+        if step.abs() <= 1e-9 * a || last_step(-step, a, &last) {
+            carried = -step;
             break;
         }
     }
-    let stderr = last.sandwich();
+    let stderr = last.sandwich_at(carried);
+    let (raw, corrected) = last.losses_at(carried);
     let at_bound = c.at_bound || a <= lo * (1.0 + 1e-6) || a >= hi * (1.0 - 1e-6);
     let used = pairs.iter().filter(|p| p.0 == 0).count().max(1);
     FitResult {
         alpha_abs: a,
         stderr,
-        safe_loss: last.raw.max(0.0),
-        corrected_loss: last.point.loss,
+        safe_loss: raw.max(0.0),
+        corrected_loss: corrected,
         change_energy: corr0,
         noise_floor: w.noise_floor(a),
         at_bound,
@@ -1176,13 +1229,23 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
     }
 }
 
-/// Whether a Newton `step` (already taken, to `a`) computed at evaluation `e` can be the
-/// last: within a tenth of the error bar and 1e-4 relative, it leaves ~step^2/a, far inside
-/// the error bar, and `e`'s sandwich and loss differ from the minimum's by
-/// (step/stderr)^2 <= 1%. Another evaluation over every pair would not move the answer (on
-/// a noisy window it costs a quarter of the fit).
-pub fn last_step(step: f64, a: f64, e: &WindowEval) -> bool {
-    step.abs() <= 1e-4 * a && step.abs() <= 0.1 * e.sandwich()
+/// Whether a Newton step that moved `|alpha|` by `da` to `a`, computed at evaluation `e`
+/// (order 2, with blocks), can be the last. Newton leaves ~0.25 da^2/a (measured on camera
+/// windows: the next step was 0.21-0.29 da^2/a); at most 1% of the error bar that is far
+/// inside it. The error bar and the losses are then read from `e` carried to `a`
+/// ([`WindowEval::sandwich_at`], [`WindowEval::losses_at`]): their quadratic models are
+/// trusted where `da` is within 1% of `a` (the curvature, not carried, moves by ~1.3 da/a:
+/// the error bar within ~1.5%, against the sandwich's own sampling error of ~15%) and the
+/// raw loss moves by at most 0.1% (on a clean video the loss at the minimum is rounding, so
+/// the step must be tiny there).
+/// Another evaluation over every pair would not move the answer (on a noisy window it costs
+/// a third of the fit).
+pub fn last_step(da: f64, a: f64, e: &WindowEval) -> bool {
+    let moved = e.raw_d1 * da + 0.5 * e.raw_d2 * da * da;
+    e.point.d2 > 0.0
+        && da.abs() <= 0.01 * a
+        && da * da / a <= 0.01 * e.sandwich_at(da)
+        && moved.abs() <= 1e-3 * e.raw.abs()
 }
 
 /// Fit `|alpha|` of an open window: [`coarse_fit`], then [`polish_fit`].
