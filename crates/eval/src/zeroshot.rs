@@ -18,13 +18,15 @@ pub fn zero_shot_video(
     progress: &mut dyn FnMut(&StepRecord),
 ) -> Result<(SimResult, ZeroShotOutput), String> {
     let t0 = std::time::Instant::now();
-    let (frames, prep, weak_form) = prepare_video_and_weak_form(video, &s.estimate)?;
+    let (frames, mut prep, weak_form) = prepare_video_and_weak_form(video, &s.estimate)?;
     let canon = canonical(&frames, prep.process);
+    let built = prep.take_loss();
     let out = zero_shot(
         &canon,
         &video.grid,
         video.dt_between(s.estimate.frame_step),
         &prep,
+        built,
         &s.config,
         progress,
     );

@@ -195,12 +195,16 @@ fn softplus_inv(a: f64) -> f64 {
 }
 
 /// Run zero-shot on one video given in its stable order, under the operator and loss
-/// settings `prep` decided. `progress` is called after every optimiser step.
+/// settings `prep` decided. `built` is the SAFE loss of `frames` in their own units when
+/// deciding already built it ([`Prepared::take_loss`]): with the frozen encoder the identity
+/// the latent is the normalised video, whose loss is that one rescaled. `progress` is called
+/// after every optimiser step.
 pub fn zero_shot(
     frames: &[&[f32]],
     grid: &Grid,
     dt_save: f64,
     prep: &Prepared,
+    built: Option<SafeLoss>,
     cfg: &ZeroShotConfig,
     progress: &mut dyn FnMut(&StepRecord),
 ) -> ZeroShotOutput {
@@ -236,7 +240,13 @@ pub fn zero_shot(
 
     let frames_f: Vec<&[f32]> = latent.chunks_exact(h * w).collect();
     stages.mark("zero-shot model and pooling");
-    let mut loss = SafeLoss::build(&frames_f, grid, dt_save, prep, 1.0 / norm.std);
+    let mut loss = match built {
+        Some(mut l) if encoder.is_identity() => {
+            l.rescale(1.0 / norm.std);
+            l
+        }
+        _ => SafeLoss::build(&frames_f, grid, dt_save, prep, 1.0 / norm.std),
+    };
     stages.mark("zero-shot loss");
     let band_feats = (cfg.model.bands > 0).then(|| {
         let op = safe_physics::SafeOperator::new(*grid, prep.spec, dt_save);
@@ -461,6 +471,7 @@ mod tests {
                 &grid,
                 0.25,
                 &paper(SubSteps::Finite(50)),
+                None,
                 &cfg,
                 &mut |_| {},
             )
@@ -491,6 +502,7 @@ mod tests {
                 &grid,
                 0.25,
                 &paper(SubSteps::Finite(50)),
+                None,
                 &cfg,
                 &mut |_| {},
             )
@@ -599,6 +611,7 @@ mod tests {
             &grid,
             0.25,
             &prep,
+            None,
             &ZeroShotConfig::default(),
             &mut |_| {},
         );

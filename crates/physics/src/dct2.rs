@@ -51,7 +51,11 @@ fn quarter_turns(n: usize, scale: f64, sign: f64) -> Vec<C64> {
 /// reads its input in this order and the DCT-III's FFT writes its output in it.
 #[inline(always)]
 fn makhoul_index(n: usize, i: usize) -> usize {
-    if i.is_multiple_of(2) { i / 2 } else { n - 1 - i / 2 }
+    if i.is_multiple_of(2) {
+        i / 2
+    } else {
+        n - 1 - i / 2
+    }
 }
 
 /// The type-III cosine transform of complex input, `x_n = Z_0/2 + sum_k Z_k cos(pi k (2n+1)

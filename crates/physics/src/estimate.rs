@@ -89,6 +89,19 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The SAFE loss deciding built for the chosen operator (of the frames in their stable
+    /// order and own units), taken out, when it built one.
+    pub fn take_loss(&mut self) -> Option<SafeLoss> {
+        if let Some(cell) = self.window.take() {
+            let (w, _) = std::sync::Arc::try_unwrap(cell).ok()?.into_inner().ok()?;
+            return Some(SafeLoss::Window(Box::new(w)));
+        }
+        let c = self.curve.take().filter(|_| self.fit.is_some())?;
+        Some(SafeLoss::Curve(Box::new(
+            std::sync::Arc::try_unwrap(c).unwrap_or_else(|c| (*c).clone()),
+        )))
+    }
+
     /// Settings fixed by the caller, nothing decided (training, tests, the paper's protocol).
     pub fn fixed(
         process: Process,
@@ -269,6 +282,15 @@ impl SafeLoss {
             SafeLoss::Curve(Box::new(
                 SafeLossCurve::new(&v, &op, &prep.strides).with_noise(noise),
             ))
+        }
+    }
+
+    /// The loss of the frames times `k` (a change of intensity units; an offset does not
+    /// change the loss).
+    pub fn rescale(&mut self, k: f64) {
+        match self {
+            SafeLoss::Curve(c) => c.rescale(k),
+            SafeLoss::Window(w) => w.rescale(k),
         }
     }
 

@@ -257,6 +257,23 @@ impl SafeLossCurve {
         self.noise.var
     }
 
+    /// The curve of the frames times `k` (the sums and the noise are quadratic in them;
+    /// which groups stand above the noise does not change).
+    pub fn rescale(&mut self, k: f64) {
+        let k2 = k * k;
+        for v in [
+            &mut self.a,
+            &mut self.e,
+            &mut self.d,
+            &mut self.head,
+            &mut self.tail,
+            &mut self.noise_corr,
+        ] {
+            v.iter_mut().for_each(|x| *x *= k2);
+        }
+        self.noise.var *= k2;
+    }
+
     /// True when the noise correction changes the loss materially: some group of modes is
     /// left out as noise-dominated (on clean data none is).
     pub fn noise_active(&self) -> bool {

@@ -787,3 +787,42 @@ fn block_shares_match_finite_differences_and_carry_to_the_next_point() {
         );
     }
 }
+
+/// A loss rescaled by `k` is the loss of the frames times `k` plus any offset (what
+/// zero-shot reads off the loss deciding built, for its normalised latent).
+#[test]
+fn rescaled_loss_is_the_loss_of_rescaled_frames() {
+    use crate::Process;
+    use crate::estimate::{Prepared, SafeLoss};
+    let g = Grid::new(30, 26, 0.5, 0.6).unwrap();
+    let frames = random_frames(&g, 6, 21);
+    let refs: Vec<&[f64]> = frames.iter().map(|f| f.as_slice()).collect();
+    let (k, offset) = (0.37, 5.0);
+    let moved: Vec<Vec<f64>> = frames
+        .iter()
+        .map(|f| f.iter().map(|x| k * x + offset).collect())
+        .collect();
+    let moved_refs: Vec<&[f64]> = moved.iter().map(|f| f.as_slice()).collect();
+    for b in [Boundary::Periodic, Boundary::ZeroFlux, Boundary::Open] {
+        let s = spec(b, Laplacian::Continuum, SubSteps::Infinite);
+        let prep = Prepared::fixed(
+            Process::Diffusion,
+            s,
+            vec![1, 2],
+            crate::loss::NoiseModel::white(0.01),
+        );
+        let mut base = SafeLoss::build(&refs, &g, 0.25, &prep, 1.0);
+        base.rescale(k);
+        let direct = SafeLoss::build(&moved_refs, &g, 0.25, &prep, k);
+        for a in [0.05, 0.3] {
+            let (x, y) = (base.eval(a), direct.eval(a));
+            for (u, v) in [(x.loss, y.loss), (x.d1, y.d1), (x.d2, y.d2)] {
+                assert!(
+                    (u - v).abs() <= 1e-10 * v.abs().max(x.loss.abs()),
+                    "{s} a={a}: {x:?} vs {y:?}"
+                );
+            }
+            assert!((base.raw_loss(a) - direct.raw_loss(a)).abs() <= 1e-10 * direct.raw_loss(a));
+        }
+    }
+}

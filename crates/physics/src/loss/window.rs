@@ -353,6 +353,14 @@ impl WindowLoss {
         self
     }
 
+    /// The loss of the frames times `k`: targets and coefficients are linear in them, the
+    /// noise variance quadratic (the noise map only weighs places against each other).
+    pub fn rescale(&mut self, k: f64) {
+        self.target.iter_mut().for_each(|x| *x *= k);
+        self.coeffs.iter_mut().for_each(|x| *x *= k);
+        self.noise.var *= k * k;
+    }
+
     /// Size the masks for `|alpha| <= a_max`.
     pub fn set_margins(&mut self, a_max: f64) {
         self.margin_alpha = a_max;
