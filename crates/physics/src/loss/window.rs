@@ -833,32 +833,52 @@ impl WindowLoss {
     }
 
     /// From a start far from the minimum (a coarse fit on a few pairs, or Adam's answer),
-    /// Newton steps on a spread eighth of `pairs` until a step is within 1e-3 relative, when
-    /// `pairs` are many (a noisy video's every pair and stride): each costs an eighth of a
-    /// full evaluation, and the full Newton steps then start within the subset's error bar
-    /// (one fewer of them). Returns the start and the evaluations spent.
+    /// Newton steps on a spread subset of `pairs` until a step is within 1e-3 relative, when
+    /// `pairs` are many (a noisy video's every pair and stride): a thirty-second of them
+    /// while steps are above 1e-2 (each costs a thirty-second of a full evaluation), then an
+    /// eighth; the full Newton steps then start within the subset's error bar (one fewer of
+    /// them). Returns the start and the evaluations spent.
     pub fn approach(&self, pairs: &[(usize, usize)], a0: f64) -> (f64, usize) {
         const SUBSET: usize = 8;
         if pairs.len() < 8 * SUBSET || a0.is_nan() || a0 <= 0.0 {
             return (a0, 0);
         }
-        let sub: Vec<(usize, usize)> = pairs.iter().copied().step_by(SUBSET).collect();
         let mut a = a0;
         let mut evaluations = 0;
-        for _ in 0..4 {
-            let p = self.eval_pairs(a, &sub, 2, false).point;
-            evaluations += 1;
-            let curv = if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
-            if curv.is_nan() || curv <= 0.0 {
-                break;
-            }
-            let step = (p.d1 / curv).clamp(-0.5 * a, 0.5 * a);
-            a -= step;
-            if step.abs() <= 1e-3 * a {
-                break;
+        // (every k-th pair, steps allowed, relative step that ends the stage)
+        for (k, tries, tol) in [(4 * SUBSET, 6, 1e-2), (SUBSET, 4, 1e-3)] {
+            let sub: Vec<(usize, usize)> = pairs.iter().copied().step_by(k).collect();
+            for _ in 0..tries {
+                let p = self.eval_pairs(a, &sub, 2, false).point;
+                evaluations += 1;
+                let curv = if p.d2 > 0.0 { p.d2 } else { p.gauss_newton };
+                if curv.is_nan() || curv <= 0.0 {
+                    return (a, evaluations);
+                }
+                let step = (p.d1 / curv).clamp(-0.5 * a, 0.5 * a);
+                a -= step;
+                if step.abs() <= tol * a {
+                    break;
+                }
             }
         }
         (a, evaluations)
+    }
+
+    /// [`Self::for_polish`] at `a0`, then [`Self::approach`]; where the approach left the
+    /// masks' room (sized for 1.5 a0), sized again for where it arrived. Returns the pairs,
+    /// the change at zero, the start of the full Newton steps and the evaluations spent.
+    pub fn ready_polish(
+        &mut self,
+        a0: f64,
+        hi: f64,
+    ) -> (Vec<(usize, usize)>, (f64, f64), f64, usize) {
+        let (mut pairs, mut change) = self.for_polish(a0, hi);
+        let (a, evaluations) = self.approach(&pairs, a0);
+        if a > self.margin_alpha && self.margin_alpha < hi {
+            (pairs, change) = self.for_polish(a, hi);
+        }
+        (pairs, change, a, evaluations)
     }
 
     /// Ready the loss for Newton steps from `a0`: masks for the basin (with room to move, at
@@ -1197,8 +1217,7 @@ pub fn coarse_fit(
 /// frame pair and stride (a spread subset on clean videos, where every pair agrees).
 pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
     let (lo, hi) = c.range;
-    let (pairs, (_, corr0)) = w.for_polish(c.a0, hi);
-    let (mut a, mut evaluations) = w.approach(&pairs, c.a0);
+    let (pairs, (_, corr0), mut a, mut evaluations) = w.ready_polish(c.a0, hi);
     evaluations += c.evaluations;
     let mut last = WindowEval::default();
     // How far the last Newton step moved from `last`, once it is the last.
