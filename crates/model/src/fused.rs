@@ -627,15 +627,38 @@ impl HostEstimator {
     /// `|alpha|` of one video from its pooled frames `[t, p*p]` and, when the estimator
     /// takes them, its band features `[t, 2K]`.
     pub fn forward(&self, pooled: &[f32], bands: Option<&[f32]>, t: usize) -> (f32, Cache) {
+        self.forward_reusing(pooled, bands, t, None)
+    }
+
+    /// [`Self::forward`] writing its largest buffers into those of a spent cache (a loop
+    /// of steps; every value is overwritten, and zeroing ~1.4 MB a step was ~5% of it).
+    pub fn forward_reusing(
+        &self,
+        pooled: &[f32],
+        bands: Option<&[f32]>,
+        t: usize,
+        spent: Option<Cache>,
+    ) -> (f32, Cache) {
         let (pp, c1, d) = (self.p * self.p, self.c1, self.d);
         assert_eq!(pooled.len(), t * pp, "pooled frames must be [t, p*p]");
+        let mut spent = spent;
+        let mut reuse = |pick: fn(&mut Cache) -> &mut Vec<f32>, n: usize| {
+            let mut v = spent
+                .as_mut()
+                .map(|c| std::mem::take(pick(c)))
+                .unwrap_or_default();
+            v.resize(n, 0.0);
+            v
+        };
         // Frame tokens: conv1 per frame, conv2 as one GEMM per block of frames
         // (im2col [pp*BLOCK, 9*c1] x W2 [9*c1, d]), ReLU, mean over positions.
         let kc = 9 * c1;
-        let mut a1 = vec![0f32; t * pp * c1];
-        let mut col = vec![0f32; t * pp * kc];
-        let mut a2 = vec![0f32; t * pp * d];
-        let mut z = vec![0f32; t * d];
+        let mut a1 = reuse(|c| &mut c.a1, t * pp * c1);
+        let mut col = reuse(|c| &mut c.col, t * pp * kc);
+        let mut a2 = reuse(|c| &mut c.a2, t * pp * d);
+        let mut z = reuse(|c| &mut c.z, t * d);
+        let (h, dk) = (self.heads, d / self.heads);
+        let mut attn = reuse(|c| &mut c.attn, h * t * t);
         a1.par_chunks_mut(BLOCK * pp * c1)
             .zip(col.par_chunks_mut(BLOCK * pp * kc))
             .zip(a2.par_chunks_mut(BLOCK * pp * d))
@@ -693,10 +716,8 @@ impl HostEstimator {
         let q = affine(&z, &self.wq, &self.bq, d, d);
         let k = affine(&z, &self.wk, &self.bk, d, d);
         let v = affine(&z, &self.wv, &self.bv, d, d);
-        let (h, dk) = (self.heads, d / self.heads);
         let qh = split_heads(&q, t, h, dk);
         let (kt, vt) = (split_heads_t(&k, t, h, dk), split_heads_t(&v, t, h, dk));
-        let mut attn = vec![0f32; h * t * t];
         let mut ctxh = vec![0f32; h * t * dk];
         attn.par_chunks_mut(t * t)
             .zip(ctxh.par_chunks_mut(t * dk))
@@ -872,18 +893,23 @@ impl HostEstimator {
         // the result does not depend on scheduling.
         let kc = 9 * c1;
         let inv = 1.0 / pp as f32;
-        let blocks: Vec<TokenGrads> =
-            c.a1.par_chunks(BLOCK * pp * c1)
-                .zip(c.col.par_chunks(BLOCK * pp * kc))
-                .zip(c.a2.par_chunks(BLOCK * pp * d))
-                .zip(dz.par_chunks(BLOCK * d))
-                .zip(c.pooled.par_chunks(BLOCK * pp))
-                .map(|((((a1, col), a2), dzb), xb)| {
+        let blocks: Vec<TokenGrads> = c
+            .a1
+            .par_chunks(BLOCK * pp * c1)
+            .zip(c.col.par_chunks(BLOCK * pp * kc))
+            .zip(c.a2.par_chunks(BLOCK * pp * d))
+            .zip(dz.par_chunks(BLOCK * d))
+            .zip(c.pooled.par_chunks(BLOCK * pp))
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(da2, dcol), ((((a1, col), a2), dzb), xb)| {
                     let nf = dzb.len() / d;
                     let rows = nf * pp;
                     let mut acc = TokenGrads::zeros(c1, d);
-                    // Through the mean over positions and conv2's ReLU.
-                    let mut da2 = vec![0f32; rows * d];
+                    // Through the mean over positions and conv2's ReLU (every value of the
+                    // work buffers is written: `da2` here, `dcol` by a GEMM with beta 0).
+                    da2.resize(rows * d, 0.0);
+                    dcol.resize(rows * kc, 0.0);
                     for (r, (g, a)) in da2.chunks_exact_mut(d).zip(a2.chunks_exact(d)).enumerate() {
                         let dzf = &dzb[(r / pp) * d..(r / pp + 1) * d];
                         for ((gc, &ac), &dc) in g.iter_mut().zip(a).zip(dzf) {
@@ -905,7 +931,6 @@ impl HostEstimator {
                         0.0,
                         &mut acc.w2,
                     );
-                    let mut dcol = vec![0f32; rows * kc];
                     gemm(
                         rows,
                         d,
@@ -915,7 +940,7 @@ impl HostEstimator {
                         &self.w2,
                         Layout::Cols,
                         0.0,
-                        &mut dcol,
+                        dcol,
                     );
                     for f in 0..nf {
                         simd!(
@@ -929,8 +954,9 @@ impl HostEstimator {
                         );
                     }
                     acc
-                })
-                .collect();
+                },
+            )
+            .collect();
         let tg = blocks
             .into_iter()
             .fold(TokenGrads::zeros(c1, d), TokenGrads::add);
@@ -1268,5 +1294,38 @@ mod tests {
         let l = e.bands.as_ref().unwrap();
         check("bands.weight", l.weight.id, 6 * 32, 2);
         check("bands.bias", l.bias.as_ref().unwrap().id, 32, 1);
+    }
+
+    /// A pass into a spent cache's buffers (of another, longer video) is the fresh pass,
+    /// bit for bit, and the backward pass is linear in the loss's gradient (zero-shot runs
+    /// it at 1 beside the loss and scales after).
+    #[test]
+    fn reused_buffers_and_a_scaled_unit_backward_give_the_fresh_pass() {
+        let dev = Device::flex().autodiff();
+        let e = crate::model::with_burn_rng(&dev, 5, || {
+            let e = Estimator::new(32, 4, 32, 4, 6, &dev);
+            crate::model::initialise(&e);
+            e
+        });
+        let host = HostEstimator::from_module(&e);
+        let wave = |n: usize, s: f32| -> Vec<f32> {
+            (0..n).map(|i| (i as f32 * 0.37 + s).sin()).collect()
+        };
+        let (p1, b1) = (wave(13 * 16, 0.0), wave(13 * 6, 0.5));
+        let (p2, b2) = (wave(21 * 16, 1.0), wave(21 * 6, 1.5));
+        let (a_fresh, c_fresh) = host.forward(&p1, Some(&b1), 13);
+        let (_, spent) = host.forward(&p2, Some(&b2), 21);
+        let (a_reused, c_reused) = host.forward_reusing(&p1, Some(&b1), 13, Some(spent));
+        assert_eq!(a_fresh.to_bits(), a_reused.to_bits());
+        let (g_fresh, g_reused) = (host.backward(&c_fresh, 0.7), host.backward(&c_reused, 0.7));
+        for (x, y) in g_fresh.slices().iter().zip(g_reused.slices()) {
+            assert_eq!(x, &y);
+        }
+        let unit = host.backward(&c_fresh, 1.0).scaled(0.7);
+        for (x, y) in unit.slices().iter().zip(g_fresh.slices()) {
+            for (p, q) in x.iter().zip(y.iter()) {
+                assert!((p - q).abs() <= 1e-6 * (1.0 + q.abs()), "{p} vs {q}");
+            }
+        }
     }
 }

@@ -301,14 +301,17 @@ pub fn zero_shot(
         Engine::Fused => {
             let mut params = HostParams::from_module(&est);
             let mut adam = HostAdam::new(cfg.adam_epsilon);
+            let mut spent = None;
             for step in 0..cfg.steps {
                 let host = HostEstimator::from_params(&params);
-                let (a, cache) = host.forward(&pooled_host, band_feats.as_deref(), t);
+                let (a, cache) =
+                    host.forward_reusing(&pooled_host, band_feats.as_deref(), t, spent.take());
                 // The backward pass is linear in the loss's gradient: d|alpha|/dparams runs
                 // beside the loss's evaluation (an open window's is as long), then scales.
                 let (unit, (g, l)) =
                     rayon::join(|| host.backward(&cache, 1.0), || grad_of(a as f64, step));
                 adam.step(&mut params, unit.scaled(g as f32), cfg.lr);
+                spent = Some(cache);
                 let rec = StepRecord {
                     step,
                     alpha_abs: a as f64,
