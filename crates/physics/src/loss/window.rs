@@ -64,6 +64,17 @@ pub struct WindowLoss {
     pool: Mutex<Vec<Workspace>>,
 }
 
+/// Where the polish's full Newton steps start ([`WindowLoss::ready_polish`]).
+pub struct PolishStart {
+    /// The frame pairs they evaluate.
+    pub pairs: Vec<(usize, usize)>,
+    /// The change at `|alpha| = 0` (raw, noise-corrected) under their masks.
+    pub change: (f64, f64),
+    pub a: f64,
+    /// Evaluations the approach spent.
+    pub evaluations: usize,
+}
+
 /// One thread's buffers for [`WindowLoss::eval_pairs`].
 struct Workspace {
     pair: Dct2PairScratch,
@@ -866,19 +877,19 @@ impl WindowLoss {
     }
 
     /// [`Self::for_polish`] at `a0`, then [`Self::approach`]; where the approach left the
-    /// masks' room (sized for 1.5 a0), sized again for where it arrived. Returns the pairs,
-    /// the change at zero, the start of the full Newton steps and the evaluations spent.
-    pub fn ready_polish(
-        &mut self,
-        a0: f64,
-        hi: f64,
-    ) -> (Vec<(usize, usize)>, (f64, f64), f64, usize) {
+    /// masks' room (sized for 1.5 a0), sized again for where it arrived.
+    pub fn ready_polish(&mut self, a0: f64, hi: f64) -> PolishStart {
         let (mut pairs, mut change) = self.for_polish(a0, hi);
         let (a, evaluations) = self.approach(&pairs, a0);
         if a > self.margin_alpha && self.margin_alpha < hi {
             (pairs, change) = self.for_polish(a, hi);
         }
-        (pairs, change, a, evaluations)
+        PolishStart {
+            pairs,
+            change,
+            a,
+            evaluations,
+        }
     }
 
     /// Ready the loss for Newton steps from `a0`: masks for the basin (with room to move, at
@@ -1217,7 +1228,12 @@ pub fn coarse_fit(
 /// frame pair and stride (a spread subset on clean videos, where every pair agrees).
 pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
     let (lo, hi) = c.range;
-    let (pairs, (_, corr0), mut a, mut evaluations) = w.ready_polish(c.a0, hi);
+    let PolishStart {
+        pairs,
+        change: (_, corr0),
+        mut a,
+        mut evaluations,
+    } = w.ready_polish(c.a0, hi);
     evaluations += c.evaluations;
     let mut last = WindowEval::default();
     // How far the last Newton step moved from `last`, once it is the last.
