@@ -237,6 +237,19 @@ fn real_videos() {
             std::hint::black_box(safe_eval::weak_form::weak_form_video(&v, &wf).unwrap());
         });
         report("  reference: weak form, same video", secs, 11);
+        let zs = safe_eval::zeroshot::ZeroShotSettings {
+            estimate: fs.clone(),
+            ..Default::default()
+        };
+        let secs = median_secs(5, || {
+            let (r, _) = safe_eval::zeroshot::zero_shot_video(&v, &zs, &mut |_| {}).unwrap();
+            assert!(
+                (r.alpha_hat - truth).abs() < 5e-3,
+                "{name}: {}",
+                r.alpha_hat
+            );
+        });
+        report("  zero-shot, same video (200 Adam steps)", secs, 5);
     }
     let _ = std::fs::remove_dir_all(&root);
 }
