@@ -511,31 +511,59 @@ impl WindowLoss {
             let w = ws / (count[si] as f64 * npix);
             let tgt = &self.target[(t + h) * n..(t + h + 1) * n];
             let (mut l, mut d1, mut gn, mut d2) = (0.0, 0.0, 0.0, 0.0);
+            // Which sums this evaluation needs (the identity at a = 0 has no derivatives).
+            let order = if f.is_some() { order.min(2) } else { 0 };
             for i in mx..nx - mx {
-                let (row, prow) = (i * ny, i * stride);
-                let (mut rl, mut rd1, mut rgn, mut rd2) = (0.0, 0.0, 0.0, 0.0);
-                for j in my..ny - my {
-                    let r = pred[prow + j] - tgt[row + j];
-                    rl += r * r;
-                    if let (Some(f), true) = (f, order >= 1) {
-                        let p1 = f[1][i * py + j];
-                        rd1 += r * p1;
-                        rgn += p1 * p1;
-                        let p2 = if order >= 2 { f[2][i * py + j] } else { 0.0 };
-                        rd2 += r * p2;
-                        if blocks {
-                            let b = (i / self.block) * by + j / self.block;
-                            acc.2[b] += 2.0 * w * r * p1;
-                            if order >= 2 {
-                                acc.3[b] += 2.0 * w * (p1 * p1 + r * p2);
+                let (row, prow, frow) = (i * ny, i * stride, i * py);
+                let bi = (i / self.block) * by;
+                // Each row in segments of one pixel block: the blocks' shares are added
+                // once per segment, not per pixel.
+                let mut j0 = my;
+                while j0 < ny - my {
+                    let bj = j0 / self.block;
+                    let j1 = ((bj + 1) * self.block).min(ny - my);
+                    let (p, t) = (&pred[prow + j0..prow + j1], &tgt[row + j0..row + j1]);
+                    let (mut sl, mut s1, mut sg, mut s2) = (0.0, 0.0, 0.0, 0.0);
+                    match (f, order) {
+                        (Some(f), 2) => {
+                            let (f1, f2) =
+                                (&f[1][frow + j0..frow + j1], &f[2][frow + j0..frow + j1]);
+                            for (((&p, &t), &p1), &p2) in p.iter().zip(t).zip(f1).zip(f2) {
+                                let r = p - t;
+                                sl += r * r;
+                                s1 += r * p1;
+                                sg += p1 * p1;
+                                s2 += r * p2;
+                            }
+                        }
+                        (Some(f), 1) => {
+                            let f1 = &f[1][frow + j0..frow + j1];
+                            for ((&p, &t), &p1) in p.iter().zip(t).zip(f1) {
+                                let r = p - t;
+                                sl += r * r;
+                                s1 += r * p1;
+                                sg += p1 * p1;
+                            }
+                        }
+                        _ => {
+                            for (&p, &t) in p.iter().zip(t) {
+                                let r = p - t;
+                                sl += r * r;
                             }
                         }
                     }
+                    l += sl;
+                    d1 += s1;
+                    gn += sg;
+                    d2 += s2;
+                    if blocks && order >= 1 {
+                        acc.2[bi + bj] += 2.0 * w * s1;
+                        if order >= 2 {
+                            acc.3[bi + bj] += 2.0 * w * (sg + s2);
+                        }
+                    }
+                    j0 = j1;
                 }
-                l += rl;
-                d1 += rd1;
-                gn += rgn;
-                d2 += rd2;
             }
             acc.0.loss += w * l;
             acc.0.d1 += 2.0 * w * d1;
