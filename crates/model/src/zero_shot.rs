@@ -356,11 +356,8 @@ pub fn zero_shot(
         let window_pairs = match &mut loss {
             SafeLoss::Window(wl) => {
                 let start = wl.ready_polish(alpha_abs, window_hi);
-                let (pairs, corr0) = (start.pairs, start.change.1);
                 alpha_abs = start.a;
-                let used = pairs.iter().filter(|p| p.0 == 0).count().max(1);
-                let n_eff = wl.n_eff() * used as f64 / wl.pairs(0).max(1) as f64;
-                Some((pairs, n_eff, corr0))
+                Some((start.pairs, start.n_eff, start.change.1))
             }
             SafeLoss::Curve(_) => None,
         };

@@ -73,6 +73,8 @@ pub struct PolishStart {
     pub a: f64,
     /// Evaluations the approach spent.
     pub evaluations: usize,
+    /// Effectively independent residual samples of those pairs.
+    pub n_eff: f64,
 }
 
 /// One thread's buffers for [`WindowLoss::eval_pairs`].
@@ -912,7 +914,9 @@ impl WindowLoss {
         if a > self.margin_alpha && self.margin_alpha < hi {
             (pairs, change) = self.for_polish(a, hi);
         }
+        let used = pairs.iter().filter(|p| p.0 == 0).count().max(1);
         PolishStart {
+            n_eff: self.n_eff() * used as f64 / self.pairs(0).max(1) as f64,
             pairs,
             change,
             a,
@@ -1261,6 +1265,7 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
         change: (_, corr0),
         mut a,
         mut evaluations,
+        n_eff,
     } = w.ready_polish(c.a0, hi);
     evaluations += c.evaluations;
     let mut last = WindowEval::default();
@@ -1284,7 +1289,6 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
     let stderr = last.sandwich_at(carried);
     let (raw, corrected) = last.losses_at(carried);
     let at_bound = c.at_bound || a <= lo * (1.0 + 1e-6) || a >= hi * (1.0 - 1e-6);
-    let used = pairs.iter().filter(|p| p.0 == 0).count().max(1);
     FitResult {
         alpha_abs: a,
         stderr,
@@ -1295,7 +1299,7 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
         at_bound,
         range: (lo, hi),
         evaluations,
-        n_eff: w.n_eff() * used as f64 / w.pairs(0).max(1) as f64,
+        n_eff,
         curvature: last.point.d2,
     }
 }
