@@ -102,7 +102,7 @@ pub fn zero_shot_video(
         &e.prepared,
         out.alpha_abs,
         e.stderr,
-        out.safe_loss(),
+        e.fit.safe_loss,
         t0.elapsed().as_secs_f64(),
     );
     r.misfit = e.misfit.is_finite().then_some(e.misfit);

@@ -169,16 +169,6 @@ impl ZeroShotOutput {
             / n as f64
             * self.norm.std.powi(2)
     }
-
-    /// The SAFE loss at the estimate, in the video's own intensity units (Table 5). On an
-    /// open window, at the polish's last evaluation (as the fit reports it).
-    pub fn safe_loss(&self) -> f64 {
-        let raw = match &self.window_polish {
-            Some(p) => p.eval.losses_at(p.da).0,
-            None => self.loss.raw_loss(self.alpha_abs),
-        };
-        raw.max(0.0) * self.norm.std.powi(2)
-    }
 }
 
 /// Read a tensor back as `f32` values.
