@@ -172,6 +172,8 @@ pub struct Dct2PairScratch {
     /// A few lines on their way through a transpose.
     block: Vec<C64>,
     fft: Vec<C64>,
+    /// Two stored rows on their way into [`Dct2::inverse_pair_with`].
+    lines: Vec<f64>,
 }
 
 /// Per-thread work buffers for [`Dct2`].
@@ -312,6 +314,7 @@ impl Dct2 {
             w: vec![C64::default(); self.len()],
             block: vec![C64::default(); 8 * self.nx.max(self.ny)],
             fft: vec![C64::default(); s],
+            lines: vec![0.0; 2 * self.nx],
         }
     }
 
@@ -386,23 +389,48 @@ impl Dct2 {
         let (nx, ny) = (self.nx, self.ny);
         assert_eq!(coeffs_a.len(), nx * ny);
         assert!(coeffs_b.is_empty() || coeffs_b.len() == nx * ny);
-        assert!(rows.end <= nx);
         let both = !coeffs_b.is_empty();
+        self.inverse_pair_with(
+            |q, a, b| {
+                a.copy_from_slice(&coeffs_a[q * nx..(q + 1) * nx]);
+                if both {
+                    b.copy_from_slice(&coeffs_b[q * nx..(q + 1) * nx]);
+                }
+            },
+            both,
+            frame_a,
+            frame_b,
+            rows,
+            s,
+        );
+    }
+
+    /// [`Dct2::inverse_pair`] of coefficients made one stored row at a time: `fill(q, a, b)`
+    /// writes row `q` (length `nx`) of both arrays (`b` only when `both`). The rows are
+    /// made where the transform reads them (a multiplier applied on the way costs no pass
+    /// over memory of its own).
+    pub fn inverse_pair_with(
+        &self,
+        fill: impl Fn(usize, &mut [f64], &mut [f64]),
+        both: bool,
+        frame_a: &mut [f64],
+        frame_b: &mut [f64],
+        rows: Range<usize>,
+        s: &mut Dct2PairScratch,
+    ) {
+        let (nx, ny) = (self.nx, self.ny);
+        assert_eq!(frame_a.len(), nx * ny);
+        assert!(!both || frame_b.len() == nx * ny);
+        assert!(rows.end <= nx);
         let (px, py) = (&self.packed.inv_x, &self.packed.inv_y);
-        // Along axis 1: every stored row `q` (over `p`) twiddled, then all of them through the
-        // FFT in one call (rustfft runs a batch without per-line dispatch).
+        // Along axis 1: every stored row `q` (over `p`) made and twiddled, then all of them
+        // through the FFT in one call (rustfft runs a batch without per-line dispatch).
         let w = &mut s.w[..nx * ny];
+        let (la, lb) = s.lines.split_at_mut(nx);
+        let lb = if both { &mut lb[..nx] } else { &mut lb[..0] };
         for (q, v) in w.chunks_exact_mut(nx).enumerate() {
-            let r = q * nx..(q + 1) * nx;
-            let b = if both { &coeffs_b[r.clone()] } else { &[][..] };
-            px.twiddle(
-                &coeffs_a[r],
-                b,
-                self.inv_x[0],
-                self.inv_x[1 % nx],
-                self.inv_y[q],
-                v,
-            );
+            fill(q, la, lb);
+            px.twiddle(la, lb, self.inv_x[0], self.inv_x[1 % nx], self.inv_y[q], v);
         }
         px.fft.process_with_scratch(w, &mut s.fft);
         // Makhoul's output order undone while transposing to `[nx, ny]`, in blocks of

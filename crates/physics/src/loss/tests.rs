@@ -826,3 +826,32 @@ fn rescaled_loss_is_the_loss_of_rescaled_frames() {
         }
     }
 }
+
+#[test]
+fn multipliers_made_row_by_row_equal_the_grid_tables_bit_for_bit() {
+    use super::window::StrideMultiplier;
+    use crate::operator::symbol::grid_multipliers;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+    let grid = Grid::new(12, 9, 0.4, 0.7).unwrap();
+    for n in [SubSteps::Infinite, SubSteps::Finite(7)] {
+        let op = SafeOperator::new(grid, spec(Boundary::Open, Laplacian::Continuum, n), 0.3);
+        let (a, dt_h) = (rng.random_range(0.05..2.0), 0.3 * 4.0);
+        let np = grid.len();
+        let c: Vec<f64> = (0..np).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let [mut m0, mut m1, mut m2] = [vec![0.0; np], vec![0.0; np], vec![0.0; np]];
+        grid_multipliers(&op.mu_x, &op.mu_y, a, dt_h, n, &mut m0, &mut m1, &mut m2);
+        let m = StrideMultiplier::new(&op, a, dt_h, n, true);
+        let px = op.mu_x.len();
+        let mut row = vec![0.0; px];
+        for (k, table) in [&m0, &m1, &m2].into_iter().enumerate() {
+            for q in 0..op.mu_y.len() {
+                let r = q * px..(q + 1) * px;
+                m.row(k, q, &c[r.clone()], &op.mu_x, &op.mu_y, &mut row);
+                for (p, (&x, i)) in row.iter().zip(r).enumerate() {
+                    let want = c[i] * table[i];
+                    assert_eq!(x.to_bits(), want.to_bits(), "{n:?} k {k} mode ({p}, {q})");
+                }
+            }
+        }
+    }
+}

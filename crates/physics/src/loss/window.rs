@@ -81,7 +81,8 @@ pub struct PolishStart {
 struct Workspace {
     pair: Dct2PairScratch,
     single: Dct2Scratch,
-    bufs: [Vec<f64>; 2],
+    /// One field's coefficients for the single transform of an odd field out.
+    buf: Vec<f64>,
     /// Prediction and derivatives of two frame pairs, `[pair][k]` flattened.
     fields: Vec<Vec<f64>>,
 }
@@ -434,7 +435,7 @@ impl WindowLoss {
             Workspace {
                 pair: dct.pair_scratch(),
                 single: dct.scratch(),
-                bufs: [vec![0.0; n], vec![0.0; n]],
+                buf: vec![0.0; n],
                 fields: vec![vec![0.0; n]; 6],
             }
         });
@@ -468,30 +469,30 @@ impl WindowLoss {
         let active: Vec<usize> = (0..ns).filter(|&si| count[si] > 0).collect();
         let ws = 1.0 / active.len().max(1) as f64;
         // Per stride: the multiplier and its derivatives per stored coefficient.
-        let mult: Vec<[Vec<f64>; 3]> = self
+        let mult: Vec<Option<StrideMultiplier>> = self
             .strides
             .iter()
             .enumerate()
             .map(|(si, &h)| {
-                if count[si] == 0 {
-                    return [Vec::new(), Vec::new(), Vec::new()];
-                }
-                // The derivatives only where this evaluation uses them.
-                let nd = if order >= 1 { np } else { 0 };
-                let [mut m0, mut m1, mut m2] = [vec![0.0; np], vec![0.0; nd], vec![0.0; nd]];
-                grid_multipliers(
-                    &self.padded.mu_x,
-                    &self.padded.mu_y,
-                    a,
-                    self.op.dt_save * h as f64,
-                    self.op.spec.n_sub.times(h),
-                    &mut m0,
-                    &mut m1,
-                    &mut m2,
-                );
-                [m0, m1, m2]
+                (count[si] > 0).then(|| {
+                    StrideMultiplier::new(
+                        &self.padded,
+                        a,
+                        self.op.dt_save * h as f64,
+                        self.op.spec.n_sub.times(h),
+                        order >= 1,
+                    )
+                })
             })
             .collect();
+        let px = dct.nx;
+        // Row `q` of pair `(si, t)`'s `k`-th field's coefficients.
+        let fill = |(si, t): (usize, usize), k: usize, q: usize, out: &mut [f64]| {
+            let c = &self.coeffs[t * np + q * px..t * np + (q + 1) * px];
+            if let Some(m) = &mult[si] {
+                m.row(k, q, c, &self.padded.mu_x, &self.padded.mu_y, out);
+            }
+        };
         let (bx, by) = (nx.div_ceil(self.block), ny.div_ceil(self.block));
         let nb = if blocks { bx * by } else { 0 };
         let nb2 = if order >= 2 { nb } else { 0 };
@@ -585,7 +586,7 @@ impl WindowLoss {
                     let Workspace {
                         pair: s,
                         single: s1,
-                        bufs: [b0, b1],
+                        buf: b0,
                         fields,
                     } = lease
                         .ws
@@ -594,12 +595,6 @@ impl WindowLoss {
                     if a == 0.0 && order == 0 {
                         return chunk.iter().map(|&p| share(p, None)).collect::<Vec<_>>();
                     }
-                    let scaled = |b: &mut Vec<f64>, (si, t): (usize, usize), k: usize| {
-                        let x = &self.coeffs[t * np..(t + 1) * np];
-                        for ((b, &c), &m) in b.iter_mut().zip(x).zip(&mult[si][k]) {
-                            *b = c * m;
-                        }
-                    };
                     let rows = |(si, _): (usize, usize)| {
                         let mx = self.margins[si].0;
                         mx..nx - mx
@@ -608,17 +603,30 @@ impl WindowLoss {
                     let jobs: Vec<usize> = (0..chunk.len() * nk).collect();
                     for job in jobs.chunks(2) {
                         let (j0, p0) = (job[0], chunk[job[0] / nk]);
-                        scaled(b0, p0, j0 % nk);
                         match job.get(1) {
                             Some(&j1) => {
                                 let p1 = chunk[j1 / nk];
-                                scaled(b1, p1, j1 % nk);
                                 let (r0, r1) = (rows(p0), rows(p1));
                                 let r = r0.start.min(r1.start)..r0.end.max(r1.end);
                                 let (lo, hi) = fields.split_at_mut(j1);
-                                dct.inverse_pair(b0, b1, &mut lo[j0], &mut hi[0], r, s);
+                                dct.inverse_pair_with(
+                                    |q, ra, rb| {
+                                        fill(p0, j0 % nk, q, ra);
+                                        fill(p1, j1 % nk, q, rb);
+                                    },
+                                    true,
+                                    &mut lo[j0],
+                                    &mut hi[0],
+                                    r,
+                                    s,
+                                );
                             }
-                            None => dct.inverse_rows(b0, &mut fields[j0], rows(p0), s1),
+                            None => {
+                                for (q, row) in b0.chunks_exact_mut(px).enumerate() {
+                                    fill(p0, j0 % nk, q, row);
+                                }
+                                dct.inverse_rows(b0, &mut fields[j0], rows(p0), s1)
+                            }
                         }
                     }
                     chunk
@@ -1160,6 +1168,85 @@ fn mirror_index(n: usize, len: usize) -> Vec<usize> {
             if p < n { p } else { 2 * n - 1 - p }
         })
         .collect()
+}
+
+/// One stride's multiplier `m(mu)` and its derivatives in `|alpha|` at every stored
+/// coefficient. With `N_sub = inf` it is a product of per-axis exponentials, made row by
+/// row where the transform reads it (no table of its own); a finite `N_sub` keeps tables.
+pub(crate) enum StrideMultiplier {
+    Table([Vec<f64>; 3]),
+    /// `exp(-dt_h a mu)` per axis and the step `dt_h` (the same arithmetic as
+    /// [`grid_multipliers`], so the same bits).
+    Axes {
+        ex: Vec<f64>,
+        ey: Vec<f64>,
+        dt_h: f64,
+    },
+}
+
+impl StrideMultiplier {
+    pub(crate) fn new(
+        op: &SafeOperator,
+        a: f64,
+        dt_h: f64,
+        n: SubSteps,
+        derivs: bool,
+    ) -> StrideMultiplier {
+        let (mu_x, mu_y) = (&op.mu_x, &op.mu_y);
+        match n {
+            SubSteps::Infinite => {
+                let e = |mu: &[f64]| mu.iter().map(|&u| (-(dt_h * u) * a).exp()).collect();
+                StrideMultiplier::Axes {
+                    ex: e(mu_x),
+                    ey: e(mu_y),
+                    dt_h,
+                }
+            }
+            SubSteps::Finite(_) => {
+                let np = mu_x.len() * mu_y.len();
+                let nd = if derivs { np } else { 0 };
+                let [mut m0, mut m1, mut m2] = [vec![0.0; np], vec![0.0; nd], vec![0.0; nd]];
+                grid_multipliers(mu_x, mu_y, a, dt_h, n, &mut m0, &mut m1, &mut m2);
+                StrideMultiplier::Table([m0, m1, m2])
+            }
+        }
+    }
+
+    /// Row `q` of coefficients `c` times the `k`-th derivative of the multiplier, into `out`.
+    #[inline(always)]
+    pub(crate) fn row(
+        &self,
+        k: usize,
+        q: usize,
+        c: &[f64],
+        mu_x: &[f64],
+        mu_y: &[f64],
+        out: &mut [f64],
+    ) {
+        let n = c.len();
+        match self {
+            StrideMultiplier::Table(m) => {
+                for ((o, &c), &m) in out.iter_mut().zip(c).zip(&m[k][q * n..(q + 1) * n]) {
+                    *o = c * m;
+                }
+            }
+            StrideMultiplier::Axes { ex, ey, dt_h } => {
+                let (ey, my) = (ey[q], mu_y[q]);
+                let it = out.iter_mut().zip(c).zip(ex).zip(mu_x);
+                match k {
+                    0 => it.for_each(|(((o, &c), &x), _)| *o = c * (x * ey)),
+                    1 => it.for_each(|(((o, &c), &x), &mx)| {
+                        let k = dt_h * (mx + my);
+                        *o = c * (-k * (x * ey));
+                    }),
+                    _ => it.for_each(|(((o, &c), &x), &mx)| {
+                        let k = dt_h * (mx + my);
+                        *o = c * (k * k * (x * ey));
+                    }),
+                }
+            }
+        }
+    }
 }
 
 fn dct_of(op: &SafeOperator) -> &Dct2 {
