@@ -79,6 +79,26 @@ pub struct SafeLossCurve {
     pub keep: Vec<bool>,
 }
 
+/// Per mode, `s0 += p^2`, `s1 += p (p - q)`, `s2 += (p - q)^2` for real coefficient lines
+/// `p` (frame `t`) and `q` (frame `t + h`). A function of its own so the compiler knows the
+/// lines do not overlap and vectorises the loop (inlined into the caller it stayed scalar).
+#[inline(never)]
+fn pair_sums_real(s0: &mut [f64], s1: &mut [f64], s2: &mut [f64], p: &[f64], q: &[f64]) {
+    let n = s0
+        .len()
+        .min(s1.len())
+        .min(s2.len())
+        .min(p.len())
+        .min(q.len());
+    let (s0, s1, s2, p, q) = (&mut s0[..n], &mut s1[..n], &mut s2[..n], &p[..n], &q[..n]);
+    for k in 0..n {
+        let diff = p[k] - q[k];
+        s0[k] += p[k] * p[k];
+        s1[k] += p[k] * diff;
+        s2[k] += diff * diff;
+    }
+}
+
 impl SafeLossCurve {
     /// Sum the spectra once. `op` must be diagonal in the spectra's basis.
     pub fn new(v: &VideoSpectra, op: &SafeOperator, strides: &[usize]) -> SafeLossCurve {
@@ -120,47 +140,83 @@ impl SafeLossCurve {
                 rep[g] = ky * nx + kx;
             }
         }
-        for (si, &h) in strides.iter().enumerate() {
-            let pairs = n_pairs[si];
-            let mut sums = vec![[0.0f64; 5]; sl];
-            // Cosine coefficients are real: their imaginary parts are not summed.
-            let real = matches!(b, crate::basis::Basis::Cosine(_));
-            sums.par_chunks_mut(nx).enumerate().for_each(|(ky, out)| {
+        // Every stride's sums in one pass over the frames, row by row: a row of frame
+        // `t + h` is read for each stride while it is still in cache (a pass per stride
+        // streamed the whole video from memory once per stride). Each sum still adds its
+        // terms in frame order.
+        let n_str = strides.len();
+        let mut sums = vec![[0.0f64; 5]; n_str * sl];
+        // Cosine coefficients are real: their imaginary parts are not summed.
+        let real = matches!(b, crate::basis::Basis::Cosine(_));
+        sums.par_chunks_mut(n_str * nx)
+            .enumerate()
+            .for_each(|(ky, outs)| {
                 let r = ky * nx..(ky + 1) * nx;
-                for t in 0..pairs {
-                    let x0 = &v.frame(t)[r.clone()];
-                    let x1 = &v.frame(t + h)[r.clone()];
-                    if real {
-                        for ((o, p), q) in out.iter_mut().zip(x0).zip(x1) {
-                            let (p, diff) = (p.re, p.re - q.re);
-                            o[0] += p * p;
-                            o[1] += p * diff;
-                            o[2] += diff * diff;
-                        }
-                        continue;
-                    }
-                    for ((o, &p), &q) in out.iter_mut().zip(x0).zip(x1) {
-                        let diff = p - q;
-                        o[0] += p.norm_sqr();
-                        o[1] += p.re * diff.re + p.im * diff.im;
-                        o[2] += diff.norm_sqr();
+                // Sums per stride as three contiguous lines (one per sum), so the loop over
+                // modes vectorises; every sum still adds its terms in frame order.
+                let mut acc = vec![0.0f64; n_str * 3 * nx];
+                // Cosine coefficients are real: this row of every frame, real parts only,
+                // contiguous (the loops below then run on plain lines of floats).
+                let mut re = Vec::new();
+                if real {
+                    re.reserve_exact(v.n_frames * nx);
+                    for t in 0..v.n_frames {
+                        re.extend(v.frame(t)[r.clone()].iter().map(|x| x.re));
                     }
                 }
-                for t in 0..h.min(v.n_frames) {
+                for t in 0..v.n_frames {
                     let x0 = &v.frame(t)[r.clone()];
-                    let x1 = &v.frame(v.n_frames - 1 - t)[r.clone()];
-                    for ((o, p), q) in out.iter_mut().zip(x0).zip(x1) {
-                        o[3] += p.norm_sqr();
-                        o[4] += q.norm_sqr();
+                    for ((&h, &pairs), acc) in strides
+                        .iter()
+                        .zip(&n_pairs)
+                        .zip(acc.chunks_exact_mut(3 * nx))
+                    {
+                        if t >= pairs {
+                            continue;
+                        }
+                        let (s0, rest) = acc.split_at_mut(nx);
+                        let (s1, s2) = rest.split_at_mut(nx);
+                        if real {
+                            let p0 = &re[t * nx..(t + 1) * nx];
+                            let p1 = &re[(t + h) * nx..(t + h + 1) * nx];
+                            pair_sums_real(s0, s1, s2, p0, p1);
+                            continue;
+                        }
+                        let it = s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut());
+                        let x1 = &v.frame(t + h)[r.clone()];
+                        for (((s0, s1), s2), (&p, &q)) in it.zip(x0.iter().zip(x1)) {
+                            let diff = p - q;
+                            *s0 += p.norm_sqr();
+                            *s1 += p.re * diff.re + p.im * diff.im;
+                            *s2 += diff.norm_sqr();
+                        }
+                    }
+                }
+                for (acc, out) in acc.chunks_exact(3 * nx).zip(outs.chunks_exact_mut(nx)) {
+                    for (k, o) in out.iter_mut().enumerate() {
+                        o[0] = acc[k];
+                        o[1] = acc[nx + k];
+                        o[2] = acc[2 * nx + k];
+                    }
+                }
+                for (&h, out) in strides.iter().zip(outs.chunks_exact_mut(nx)) {
+                    for t in 0..h.min(v.n_frames) {
+                        let x0 = &v.frame(t)[r.clone()];
+                        let x1 = &v.frame(v.n_frames - 1 - t)[r.clone()];
+                        for ((o, p), q) in out.iter_mut().zip(x0).zip(x1) {
+                            o[3] += p.norm_sqr();
+                            o[4] += q.norm_sqr();
+                        }
                     }
                 }
             });
+        for (si, &pairs) in n_pairs.iter().enumerate() {
             let norm = b.norm() / (pairs.max(1) as f64 * np);
             for ky in 0..rows {
                 let w = b.multiplicity(ky) * norm;
-                for kx in 0..nx {
+                let row = &sums[(ky * n_str + si) * nx..(ky * n_str + si + 1) * nx];
+                for (kx, s) in row.iter().enumerate() {
                     let g = si * ng + ky * nfx + b.fold_x(kx);
-                    let s = sums[ky * nx + kx];
                     a[g] += w * s[0];
                     e[g] += w * s[1];
                     d[g] += w * s[2];
@@ -169,7 +225,6 @@ impl SafeLossCurve {
                 }
             }
         }
-        let n_str = strides.len();
         SafeLossCurve {
             spec: op.spec,
             dt_save: op.dt_save,
