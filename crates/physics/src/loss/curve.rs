@@ -140,13 +140,10 @@ impl SafeLossCurve {
                 rep[g] = ky * nx + kx;
             }
         }
-        // Every stride's sums in one pass over the frames, row by row: a row of frame
-        // `t + h` is read for each stride while it is still in cache (a pass per stride
-        // streamed the whole video from memory once per stride). Each sum still adds its
-        // terms in frame order.
+        // Every stride's sums in one pass over the frames, row of modes by row of modes;
+        // each sum still adds its terms in frame order (same bits as a pass per stride).
         let n_str = strides.len();
         let mut sums = vec![[0.0f64; 5]; n_str * sl];
-        // Cosine coefficients are real: their imaginary parts are not summed.
         let real = matches!(b, crate::basis::Basis::Cosine(_));
         sums.par_chunks_mut(n_str * nx)
             .enumerate()
@@ -156,7 +153,8 @@ impl SafeLossCurve {
                 // modes vectorises; every sum still adds its terms in frame order.
                 let mut acc = vec![0.0f64; n_str * 3 * nx];
                 // Cosine coefficients are real: this row of every frame, real parts only,
-                // contiguous (the loops below then run on plain lines of floats).
+                // contiguous (their imaginary parts are not summed, and the loop over
+                // modes then runs on plain lines of floats).
                 let mut re = Vec::new();
                 if real {
                     re.reserve_exact(v.n_frames * nx);
