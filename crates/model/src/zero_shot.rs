@@ -346,6 +346,7 @@ pub fn zero_shot(
         let window_pairs = match &mut loss {
             SafeLoss::Window(wl) => {
                 let start = wl.ready_polish(alpha_abs, window_hi);
+                stages.mark("zero-shot polish masks and approach");
                 alpha_abs = start.a;
                 Some((start.pairs, start.n_eff, start.change.1))
             }
@@ -357,6 +358,7 @@ pub fn zero_shot(
             let (window_eval, lp) = match (&loss, &window_pairs) {
                 (SafeLoss::Window(wl), Some((pairs, ..))) => {
                     let e = wl.eval_pairs(a, pairs, 2, true);
+                    stages.mark("zero-shot polish evaluation");
                     let p = e.point;
                     (Some(e), p)
                 }
