@@ -25,7 +25,9 @@ pub struct Fft2 {
 /// Per-thread work buffers for [`Fft2`].
 pub struct Fft2Scratch {
     row: Vec<f64>,
-    row_spec: Vec<C64>,
+    /// Every row's half spectrum, `[nx, nyh]`, before the tiled transpose into `[nyh, nx]`
+    /// (scattering each row into a column was a quarter of the forward transform).
+    rows: Vec<C64>,
     real_scratch: Vec<C64>,
     col_scratch: Vec<C64>,
 }
@@ -71,7 +73,7 @@ impl Fft2 {
             .max(self.col_inv.get_inplace_scratch_len());
         Fft2Scratch {
             row: vec![0.0; self.ny],
-            row_spec: vec![C64::default(); self.nyh()],
+            rows: vec![C64::default(); self.spec_len()],
             real_scratch: vec![C64::default(); s],
             col_scratch: vec![C64::default(); c],
         }
@@ -82,17 +84,15 @@ impl Fft2 {
         let (nx, ny, nyh) = (self.nx, self.ny, self.nyh());
         assert_eq!(frame.len(), nx * ny);
         assert_eq!(spec.len(), nyh * nx);
-        for i in 0..nx {
+        for (i, out) in s.rows.chunks_exact_mut(nyh).enumerate() {
             for (d, &x) in s.row.iter_mut().zip(&frame[i * ny..(i + 1) * ny]) {
                 *d = x.into();
             }
             self.r2c
-                .process_with_scratch(&mut s.row, &mut s.row_spec, &mut s.real_scratch)
+                .process_with_scratch(&mut s.row, out, &mut s.real_scratch)
                 .expect("buffer sizes are fixed by the plan");
-            for (ky, &v) in s.row_spec.iter().enumerate() {
-                spec[ky * nx + i] = v;
-            }
         }
+        transpose::transpose(&s.rows, spec, nyh, nx);
         self.col_fwd.process_with_scratch(spec, &mut s.col_scratch);
     }
 
@@ -103,17 +103,15 @@ impl Fft2 {
         assert_eq!(spec.len(), nyh * nx);
         self.col_inv.process_with_scratch(spec, &mut s.col_scratch);
         let norm = 1.0 / (nx * ny) as f64;
-        for i in 0..nx {
-            for (ky, d) in s.row_spec.iter_mut().enumerate() {
-                *d = spec[ky * nx + i];
-            }
+        transpose::transpose(spec, &mut s.rows, nx, nyh);
+        for (i, row_spec) in s.rows.chunks_exact_mut(nyh).enumerate() {
             // The self-conjugate modes are real up to rounding; realfft insists on exactly.
-            s.row_spec[0].im = 0.0;
+            row_spec[0].im = 0.0;
             if ny % 2 == 0 {
-                s.row_spec[nyh - 1].im = 0.0;
+                row_spec[nyh - 1].im = 0.0;
             }
             self.c2r
-                .process_with_scratch(&mut s.row_spec, &mut s.row, &mut s.real_scratch)
+                .process_with_scratch(row_spec, &mut s.row, &mut s.real_scratch)
                 .expect("buffer sizes are fixed by the plan");
             for (d, &x) in frame[i * ny..(i + 1) * ny].iter_mut().zip(&s.row) {
                 *d = x * norm;

@@ -18,6 +18,7 @@
 
 use super::noise::NoiseModel;
 use super::spectra::VideoSpectra;
+use crate::fft2::C64;
 use crate::operator::symbol::grid_multipliers;
 use crate::operator::{OperatorSpec, SafeOperator, SubSteps};
 use rayon::prelude::*;
@@ -96,6 +97,25 @@ fn pair_sums_real(s0: &mut [f64], s1: &mut [f64], s2: &mut [f64], p: &[f64], q: 
         s0[k] += p[k] * p[k];
         s1[k] += p[k] * diff;
         s2[k] += diff * diff;
+    }
+}
+
+/// [`pair_sums_real`] for complex (Fourier) coefficient lines: `|p|^2`, `Re(conj(p) (p - q))`,
+/// `|p - q|^2`, each formed exactly as `norm_sqr` forms it.
+#[inline(never)]
+fn pair_sums_complex(s0: &mut [f64], s1: &mut [f64], s2: &mut [f64], p: &[C64], q: &[C64]) {
+    let n = s0
+        .len()
+        .min(s1.len())
+        .min(s2.len())
+        .min(p.len())
+        .min(q.len());
+    let (s0, s1, s2, p, q) = (&mut s0[..n], &mut s1[..n], &mut s2[..n], &p[..n], &q[..n]);
+    for k in 0..n {
+        let (dr, di) = (p[k].re - q[k].re, p[k].im - q[k].im);
+        s0[k] += p[k].re * p[k].re + p[k].im * p[k].im;
+        s1[k] += p[k].re * dr + p[k].im * di;
+        s2[k] += dr * dr + di * di;
     }
 }
 
@@ -180,14 +200,7 @@ impl SafeLossCurve {
                             pair_sums_real(s0, s1, s2, p0, p1);
                             continue;
                         }
-                        let it = s0.iter_mut().zip(s1.iter_mut()).zip(s2.iter_mut());
-                        let x1 = &v.frame(t + h)[r.clone()];
-                        for (((s0, s1), s2), (&p, &q)) in it.zip(x0.iter().zip(x1)) {
-                            let diff = p - q;
-                            *s0 += p.norm_sqr();
-                            *s1 += p.re * diff.re + p.im * diff.im;
-                            *s2 += diff.norm_sqr();
-                        }
+                        pair_sums_complex(s0, s1, s2, x0, &v.frame(t + h)[r.clone()]);
                     }
                 }
                 for (acc, out) in acc.chunks_exact(3 * nx).zip(outs.chunks_exact_mut(nx)) {
