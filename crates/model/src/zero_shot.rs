@@ -206,6 +206,7 @@ pub fn zero_shot(
 
     let dev = Device::flex().autodiff();
     let model = SafePitCm::seeded(&cfg.model, &dev, cfg.seed);
+    stages.mark("zero-shot model");
     let trainable_params = crate::model::trainable_params(&model);
 
     // Frozen encoder and decoder: run once, outside the autodiff graph.
@@ -224,6 +225,7 @@ pub fn zero_shot(
     } else {
         to_vec(decoder.forward(f.clone()))
     };
+    stages.mark("zero-shot encoder");
     let pooled = to_vec(model.estimator.pool(f));
     let p = model.estimator.pool_size();
     let pooled = Tensor::<4>::from_data(TensorData::new(pooled, [t, 1, p, p]), &dev);
