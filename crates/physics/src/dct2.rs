@@ -338,8 +338,14 @@ impl Dct2 {
                 &frame_a[i * ny..(i + 1) * ny],
                 &frame_b[i * ny..(i + 1) * ny],
             );
-            for (j, (&x, &y)) in ra.iter().zip(rb).enumerate() {
-                v[makhoul_index(ny, j)] = C64::new(x.into(), y.into());
+            // Makhoul's order without a branch per element: even samples ascending into
+            // the first half, odd ones descending into the second.
+            let (lo, hi) = v.split_at_mut(ny.div_ceil(2));
+            for (m, o) in lo.iter_mut().enumerate() {
+                *o = C64::new(ra[2 * m].into(), rb[2 * m].into());
+            }
+            for (m, o) in hi.iter_mut().rev().enumerate() {
+                *o = C64::new(ra[2 * m + 1].into(), rb[2 * m + 1].into());
             }
         }
         fy.fft.process_with_scratch(w, &mut s.fft);
