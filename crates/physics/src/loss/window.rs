@@ -1421,7 +1421,8 @@ pub fn polish_fit(w: &mut WindowLoss, c: &Coarse) -> FitResult {
 /// (order 2, with blocks), can be the last. Newton leaves ~0.25 da^2/a (measured on camera
 /// windows: the next step was 0.21-0.29 da^2/a); at most 2% of the error bar, far inside
 /// it. (At 0.25%, a step of two error bars, as the approach on a subset of pairs leaves on
-/// noisy windows, took one more evaluation over every pair: a seventh of a zero-shot run.) The error bar and the losses are then read from `e` carried to `a`
+/// noisy windows, took one more evaluation over every pair: a seventh of a zero-shot run.)
+/// The error bar and the losses are then read from `e` carried to `a`
 /// ([`WindowEval::sandwich_at`], [`WindowEval::losses_at`]): their quadratic models are
 /// trusted where `da` is within 1% of `a` (the curvature, not carried, moves by ~1.3 da/a:
 /// the error bar within ~1.5%, against the sandwich's own sampling error of ~15%) and the
