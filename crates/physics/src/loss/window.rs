@@ -895,12 +895,17 @@ impl WindowLoss {
         (a, evaluations)
     }
 
-    /// [`Self::for_polish`] at `a0`, then [`Self::approach`]; where the approach left the
-    /// masks' room (sized for 1.5 a0), sized again for where it arrived.
+    /// [`Self::for_polish`] at `a0`, then [`Self::approach`]; where the masks sized for 1.5
+    /// a0 differ from those for where the approach arrived, sized again for it. The masks
+    /// then follow the answer, not the start: fit (starting from its coarse search) and
+    /// zero-shot (from wherever Adam stopped) evaluate the same pixels.
     pub fn ready_polish(&mut self, a0: f64, hi: f64) -> PolishStart {
         let (mut pairs, mut change) = self.for_polish(a0, hi);
         let (a, evaluations) = self.approach(&pairs, a0);
-        if a > self.margin_alpha && self.margin_alpha < hi {
+        let target = (1.5 * a).min(hi);
+        let resized =
+            (0..self.strides.len()).any(|si| self.reach_at(si, target) != self.margins[si]);
+        if a.is_finite() && resized {
             (pairs, change) = self.for_polish(a, hi);
         }
         let used = pairs.iter().filter(|p| p.0 == 0).count().max(1);
