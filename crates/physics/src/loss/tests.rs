@@ -859,11 +859,11 @@ fn multipliers_made_row_by_row_equal_the_grid_tables_bit_for_bit() {
 /// The polish's masks follow where the approach arrives, not where it started: from the
 /// answer and from twice it (Adam stopped 25% away on independent camera windows) the same
 /// pixels are evaluated, so fit and zero-shot agree. (Masks kept for the start differed
-/// here by a pixel on stride 2.)
+/// here by a pixel on stride 2; from far above, stride 2 stayed dropped.)
 #[test]
 fn polish_masks_do_not_depend_on_the_start() {
     let g = Grid::new(96, 90, 0.5, 0.5).unwrap();
-    let clean = video(g, 0.3, 0.005, 41 * 50, 50, 9);
+    let clean = video(g, 0.3, 0.005, 70 * 50, 50, 9);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
     let frames: Vec<Vec<f64>> = clean
         .iter()
@@ -879,10 +879,17 @@ fn polish_masks_do_not_depend_on_the_start() {
         let mut w = WindowLoss::new(&refs, &g, s, 0.25, &[1, 2])
             .with_noise(crate::loss::NoiseModel::white(0.05f64.powi(2) / 12.0), 1e-8);
         let start = w.ready_polish(a0, 10.0);
-        (w.margins.clone(), start)
+        ((w.strides.clone(), w.margins.clone()), start)
     };
     let (m_near, near) = from(0.3);
     let (m_far, far) = from(0.6);
+    // So far that stride 2's masks would not fit: it must not stay dropped.
+    let (m_farther, farther) = from(4.0);
+    assert_eq!(
+        m_near, m_farther,
+        "strides and masks for where the approach arrived ({} vs {})",
+        farther.a, near.a
+    );
     assert!(
         near.evaluations > 0 && far.evaluations > 0,
         "the approach ran: {} {} evaluations, {} pairs, margins {:?}",

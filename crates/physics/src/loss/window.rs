@@ -895,18 +895,22 @@ impl WindowLoss {
         (a, evaluations)
     }
 
-    /// [`Self::for_polish`] at `a0`, then [`Self::approach`]; where the masks sized for 1.5
-    /// a0 differ from those for where the approach arrived, sized again for it. The masks
-    /// then follow the answer, not the start: fit (starting from its coarse search) and
-    /// zero-shot (from wherever Adam stopped) evaluate the same pixels.
+    /// [`Self::for_polish`] at `a0`, then [`Self::approach`]; where the masks and strides
+    /// sized for 1.5 a0 differ from those for where the approach arrived, sized again for
+    /// it (from every stride, so none stays dropped for a far start). The masks then follow
+    /// the answer, not the start: fit (starting from its coarse search) and zero-shot (from
+    /// wherever Adam stopped) evaluate the same pixels.
     pub fn ready_polish(&mut self, a0: f64, hi: f64) -> PolishStart {
+        let every = (self.strides.clone(), self.reach.clone());
         let (mut pairs, mut change) = self.for_polish(a0, hi);
         let (a, evaluations) = self.approach(&pairs, a0);
-        let target = (1.5 * a).min(hi);
-        let resized =
-            (0..self.strides.len()).any(|si| self.reach_at(si, target) != self.margins[si]);
-        if a.is_finite() && resized {
-            (pairs, change) = self.for_polish(a, hi);
+        if a.is_finite() {
+            let sized = (self.strides.clone(), self.margins.clone());
+            (self.strides, self.reach) = every;
+            self.size_for_polish(a, hi);
+            if (&self.strides, &self.margins) != (&sized.0, &sized.1) {
+                (pairs, change) = self.polish_pairs();
+            }
         }
         let used = pairs.iter().filter(|p| p.0 == 0).count().max(1);
         PolishStart {
@@ -918,11 +922,16 @@ impl WindowLoss {
         }
     }
 
-    /// Ready the loss for Newton steps from `a0`: masks for the basin (with room to move, at
-    /// most `hi`), strides whose reach would leave less than a third of the window dropped.
-    /// Returns the frame pairs to evaluate (a spread subset on clean videos, where every
-    /// pair agrees) and the change at `|alpha| = 0` (raw, noise-corrected).
+    /// Ready the loss for Newton steps from `a0` ([`Self::size_for_polish`]). Returns the
+    /// frame pairs to evaluate and the change at `|alpha| = 0` ([`Self::polish_pairs`]).
     pub fn for_polish(&mut self, a0: f64, hi: f64) -> (Vec<(usize, usize)>, (f64, f64)) {
+        self.size_for_polish(a0, hi);
+        self.polish_pairs()
+    }
+
+    /// Masks for the basin of `a0` (with room to move, at most `hi`); strides whose reach
+    /// would leave less than a third of the window dropped.
+    fn size_for_polish(&mut self, a0: f64, hi: f64) {
         self.set_margins((1.5 * a0).min(hi));
         if !self.margins_fit() {
             let keep: Vec<usize> = (0..self.strides.len())
@@ -932,6 +941,12 @@ impl WindowLoss {
             self.reach = keep.iter().map(|&si| self.reach[si].clone()).collect();
             self.set_margins((1.5 * a0).min(hi));
         }
+    }
+
+    /// The frame pairs the polish evaluates under the current masks (a spread subset on
+    /// clean videos, where every pair agrees) and the change at `|alpha| = 0` (raw,
+    /// noise-corrected).
+    fn polish_pairs(&self) -> (Vec<(usize, usize)>, (f64, f64)) {
         let (raw0, corr0) = self.change_at_zero();
         let share = if raw0 > 0.0 {
             (raw0 - corr0) / raw0
