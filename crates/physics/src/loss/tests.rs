@@ -60,6 +60,19 @@ fn random_frames(g: &Grid, n: usize, seed: u64) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// `frames` plus uniform noise of width `amp` (variance `amp^2 / 12`).
+fn with_uniform_noise(frames: &[Vec<f64>], amp: f64, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    frames
+        .iter()
+        .map(|f| {
+            f.iter()
+                .map(|x| x + amp * (rng.random::<f64>() - 0.5))
+                .collect()
+        })
+        .collect()
+}
+
 #[test]
 fn curve_matches_naive_loss_for_diagonal_boundaries() {
     let g = Grid::new(12, 9, 0.5, 0.7).unwrap();
@@ -718,15 +731,7 @@ fn interior_noise_variance_matches_the_direct_mean() {
 fn block_shares_match_finite_differences_and_carry_to_the_next_point() {
     let g = Grid::new(34, 30, 0.5, 0.5).unwrap();
     let clean = video(g, 0.4, 0.005, 150, 50, 3);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
-    let frames: Vec<Vec<f64>> = clean
-        .iter()
-        .map(|f| {
-            f.iter()
-                .map(|x| x + 0.02 * (rng.random::<f64>() - 0.5))
-                .collect()
-        })
-        .collect();
+    let frames = with_uniform_noise(&clean, 0.02, 12);
     let refs: Vec<&[f64]> = frames.iter().map(|f| f.as_slice()).collect();
     let s = spec(Boundary::Open, Laplacian::Continuum, SubSteps::Infinite);
     let mut w = WindowLoss::new(&refs, &g, s, 0.25, &[1, 2])
@@ -864,15 +869,7 @@ fn multipliers_made_row_by_row_equal_the_grid_tables_bit_for_bit() {
 fn polish_masks_do_not_depend_on_the_start() {
     let g = Grid::new(96, 90, 0.5, 0.5).unwrap();
     let clean = video(g, 0.3, 0.005, 70 * 50, 50, 9);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
-    let frames: Vec<Vec<f64>> = clean
-        .iter()
-        .map(|f| {
-            f.iter()
-                .map(|x| x + 0.05 * (rng.random::<f64>() - 0.5))
-                .collect()
-        })
-        .collect();
+    let frames = with_uniform_noise(&clean, 0.05, 4);
     let refs: Vec<&[f64]> = frames.iter().map(|f| f.as_slice()).collect();
     let s = spec(Boundary::Open, Laplacian::Continuum, SubSteps::Infinite);
     let from = |a0: f64| {
